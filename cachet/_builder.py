@@ -1,0 +1,279 @@
+"""The builder both frontends share: it records configuration and validates it at ``build()``.
+
+Per tier: storage, name, ttl, insert policy, expiration policy, time to refresh, the
+serialization boundary below it. Whole stack (top builder only): clock, telemetry,
+stampede protection. Problems are collected and raised together at ``build()`` as one
+``ValueError`` saying what to change.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from ._core.clock import Clock, SystemClock
+from ._core.durations import Duration, to_seconds
+from ._core.entry import CacheEntry
+from ._core.policy import ExpirationPolicy, InsertPolicy, TimeToRefresh
+from .tiers._memory import MemoryTier, check_memory_args
+
+K = TypeVar("K")
+V = TypeVar("V")
+B = TypeVar("B", bound="BuilderBase[Any, Any]")
+
+_cache_names = itertools.count(1)
+_TIER_METHODS = ("get", "insert", "invalidate", "clear")
+
+
+@dataclass
+class TierSpec:
+    """One validated tier of the stack, ready for a frontend to instantiate."""
+
+    kind: str
+    name: str
+    storage: Any  # a tier object, or a factory taking (clock, ttl) for lazily built tiers
+    ttl: float | None
+    ttr: TimeToRefresh | None
+    policy: InsertPolicy
+    expiration: ExpirationPolicy
+    codec: Any  # the byte codec applied to this tier (None above any boundary)
+    secret: bytes | None
+    allow_unsigned_pickle: bool
+
+    def make_tier(self, clock: Clock) -> Any:
+        if self.kind == "memory":
+            factory: Callable[[Clock, float | None], Any] = self.storage
+            return factory(clock, self.ttl)
+        return self.storage
+
+
+class BuilderBase(Generic[K, V]):
+    """Shared configuration methods; each returns the builder so calls chain."""
+
+    def __init__(self, clock: Clock | None = None) -> None:
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._kind: str | None = None
+        self._storage: Any = None
+        self._name: str | None = None
+        self._ttl: Any = None
+        self._ttr: TimeToRefresh | None = None
+        self._policy = InsertPolicy.always()
+        self._expiration = ExpirationPolicy.lazy()
+        self._fallback: BuilderBase[Any, Any] | None = None
+        self._serialize: tuple[Any, bytes | None, bool] | None = None
+        self._stampede = False
+        self._handler: Any = None
+        self._logs = False
+        self._problems: list[str] = []
+
+    # -- storage -----------------------------------------------------------------------
+
+    def memory(
+        self: B,
+        max_entries: int | None = None,
+        *,
+        policy: str = "lru",
+        max_size: float | None = None,
+        getsizeof: Callable[[CacheEntry[Any]], float] | None = None,
+    ) -> B:
+        """An in-process tier (lru, lfu, fifo or rr), bounded by count or by weight."""
+        try:
+            check_memory_args(max_entries, policy, max_size, getsizeof)
+        except (TypeError, ValueError) as exc:
+            self._problems.append(str(exc))
+
+        def make(clock: Clock, ttl: float | None) -> MemoryTier:
+            return MemoryTier(max_entries, policy=policy, max_size=max_size,
+                              getsizeof=getsizeof, clock=clock, ttl=ttl)
+
+        return self._set_storage("memory", make)
+
+    def storage(self: B, tier: Any) -> B:
+        """Any object implementing the tier protocol (``get``, ``insert``, ``invalidate``, ``clear``)."""
+        missing = [m for m in _TIER_METHODS if not callable(getattr(tier, m, None))]
+        if missing:
+            self._problems.append(
+                f"{type(tier).__name__} is not a tier: it lacks {', '.join(missing)}()"
+            )
+        return self._set_storage("storage", tier)
+
+    def service(self: B, service: Any) -> B:
+        """A callable service (``cachet.service``) used as this tier's storage."""
+        from .service import ServiceAdapter
+
+        return self._set_storage("service", ServiceAdapter(service))
+
+    def _set_storage(self: B, kind: str, storage: Any) -> B:
+        if self._kind is not None:
+            self._problems.append(
+                f"this builder already has {self._kind} storage; use .fallback() for another tier"
+            )
+        self._kind, self._storage = kind, storage
+        return self
+
+    # -- per tier ----------------------------------------------------------------------
+
+    def name(self: B, name: str) -> B:
+        """Name this tier (and, on the top builder, the cache)."""
+        if not isinstance(name, str) or not name:
+            self._problems.append(f"name must be a non-empty str; got {name!r}")
+        self._name = name
+        return self
+
+    def ttl(self: B, ttl: Duration) -> B:
+        """Entries in this tier expire ``ttl`` after they were stored (unless they carry their own)."""
+        self._ttl = ttl
+        return self
+
+    def insert_policy(self: B, policy: InsertPolicy) -> B:
+        if not isinstance(policy, InsertPolicy):
+            self._problems.append(f"insert_policy takes an InsertPolicy, not {type(policy).__name__}")
+        self._policy = policy
+        return self
+
+    def expiration_policy(self: B, policy: ExpirationPolicy) -> B:
+        if not isinstance(policy, ExpirationPolicy):
+            self._problems.append(
+                f"expiration_policy takes an ExpirationPolicy, not {type(policy).__name__}"
+            )
+        self._expiration = policy
+        return self
+
+    def time_to_refresh(self: B, ttr: TimeToRefresh | Duration) -> B:
+        """Refresh entries of this tier from the tier below once they are this old."""
+        self._ttr = ttr if isinstance(ttr, TimeToRefresh) else TimeToRefresh(ttr)
+        return self
+
+    def fallback(self: B, below: BuilderBase[Any, Any] | Any) -> B:
+        """The next tier below this one: a builder (chains nest) or a tier object."""
+        if not isinstance(below, BuilderBase):
+            below = type(self)(self._clock).storage(below)
+        self._fallback = below
+        return self
+
+    def serialize(
+        self: B, codec: Any = None, *, secret: bytes | str | None = None,
+        allow_unsigned_pickle: bool = False,
+    ) -> B:
+        """Tiers below this one store bytes, encoded by ``codec`` (default: pickle, signed with ``secret``)."""
+        if isinstance(secret, str):
+            secret = secret.encode()
+        self._serialize = (codec, secret, allow_unsigned_pickle)
+        return self
+
+    # -- whole stack (top builder) -----------------------------------------------------
+
+    def stampede_protection(self: B, enabled: bool = True) -> B:
+        """Coalesce concurrent gets, invalidates and loads of the same key."""
+        self._stampede = enabled
+        return self
+
+    def event_handler(self: B, handler: Any) -> B:
+        """Send typed events to ``handler.on_tier_event`` / ``handler.on_operation_complete``."""
+        self._handler = handler
+        return self
+
+    def enable_logs(self: B) -> B:
+        """Emit events as ``logging`` records on the ``cachet`` logger."""
+        self._logs = True
+        return self
+
+    # -- validation --------------------------------------------------------------------
+
+    def _cache_name(self) -> str:
+        return self._name or f"cachet-{next(_cache_names)}"
+
+    def _specs(self) -> list[TierSpec]:
+        """Flatten the chain into validated tier specs, or raise one ``ValueError``."""
+        problems: list[str] = []
+        chain: list[BuilderBase[Any, Any]] = []
+        node: BuilderBase[Any, Any] | None = self
+        while node is not None:
+            if node in chain:
+                raise ValueError("the fallback chain loops back on itself")
+            chain.append(node)
+            node = node._fallback
+        specs: list[TierSpec] = []
+        seen: set[str] = set()
+        codec: Any = None
+        secret: bytes | None = None
+        allow_unsigned = False
+        for i, b in enumerate(chain):
+            where = "the top tier" if i == 0 else f"fallback tier {i}"
+            problems.extend(f"{where}: {p}" for p in b._problems)
+            if b._kind is None:
+                problems.append(
+                    f"{where} has no storage: call .memory(), .sqlite(), .redis(), .storage(tier) "
+                    f"or .service(svc) on its builder"
+                )
+                continue
+            ttl = _duration(b._ttl, f"{where}: ttl", problems)
+            ttr = b._ttr
+            if ttr is not None:
+                if b._fallback is None:
+                    problems.append(
+                        f"{where}: time_to_refresh needs a tier below to refresh from; add "
+                        f".fallback(...) or remove time_to_refresh"
+                    )
+                elif ttl is not None and ttr.duration >= ttl:
+                    problems.append(
+                        f"{where}: time_to_refresh ({ttr.duration}s) must be shorter than its "
+                        f"ttl ({ttl}s), or entries expire before they can be refreshed"
+                    )
+            name = b._name or b._kind
+            base, n = name, 2
+            while name in seen:
+                name, n = f"{base}-{n}", n + 1
+            seen.add(name)
+            specs.append(TierSpec(b._kind, name, b._storage, ttl, ttr, b._policy, b._expiration,
+                                  codec, secret, allow_unsigned))
+            if b._serialize is not None:
+                if codec is not None:
+                    problems.append(f"{where}: the stack already serializes above this tier")
+                codec, secret, allow_unsigned = b._serialize
+                codec = codec if codec is not None else "default"
+        if problems:
+            raise ValueError("invalid cache configuration:\n  - " + "\n  - ".join(problems))
+        return specs
+
+
+def _duration(value: Any, what: str, problems: list[str]) -> float | None:
+    if value is None:
+        return None
+    try:
+        return to_seconds(value, what)
+    except (TypeError, ValueError) as exc:
+        problems.append(str(exc))
+        return None
+
+
+Adapter = Callable[[Any, TierSpec], tuple[tuple[Any, Any, Any, Any], Any, Any]]
+
+
+def build_levels(specs: list[TierSpec], clock: Clock, adapt: Adapter) -> tuple[list[Any], list[Any]]:
+    """Instantiate each spec's tier and wrap it in a ``Level``.
+
+    ``adapt(tier, spec)`` gives the frontend's ``(ops, len, fast_get)`` for a tier. Returns
+    the levels and the tiers the cache created (and so must close).
+    """
+    from ._core.level import Level
+    from .serialize import encoded_tier
+
+    levels, owned = [], []
+    for i, spec in enumerate(specs):
+        tier = spec.make_tier(clock)
+        if spec.kind in ("memory", "sqlite", "redis"):
+            owned.append(tier)
+        if spec.codec is not None:
+            tier = encoded_tier(tier, spec)
+        ops, length, fast_get = adapt(tier, spec)
+        ttr = spec.ttr
+        levels.append(Level(
+            name=spec.name, tier=tier, ops=ops, length=length, ttl=spec.ttl,
+            ttr=ttr.duration if ttr else None, spawner=ttr.spawner if ttr else None,
+            policy=spec.policy, expiration=spec.expiration, index=i,
+            fast_get=fast_get if i == 0 else None,
+        ))
+    return levels, owned

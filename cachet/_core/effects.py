@@ -1,0 +1,54 @@
+"""What a core flow asks its frontend to do. Each frontend's driver carries these out.
+
+A flow is a generator that yields one of these and receives the result (or has the
+exception thrown in). The sync driver calls; the aio driver awaits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+
+class Call:
+    """Call a tier operation: ``fn(*args)`` (sync) or ``await fn(*args)`` (aio)."""
+
+    __slots__ = ("fn", "args")
+
+    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        self.fn = fn
+        self.args = args
+
+
+class Fanout:
+    """Run every call (in order for sync, concurrently for aio); receive a list with each
+    result or the ``Exception`` it raised, in the same order."""
+
+    __slots__ = ("calls",)
+
+    def __init__(self, calls: list[Call]) -> None:
+        self.calls = calls
+
+
+class Load:
+    """Call the user's factory (for aio: awaited if it returns an awaitable)."""
+
+    __slots__ = ("factory",)
+
+    def __init__(self, factory: Callable[[], Any]) -> None:
+        self.factory = factory
+
+
+class Spawn:
+    """Run ``flow`` in the background on ``spawner`` (``None``: the cache's own executor or
+    task group)."""
+
+    __slots__ = ("flow", "spawner")
+
+    def __init__(self, flow: Flow, spawner: Any) -> None:
+        self.flow = flow
+        self.spawner = spawner
+
+
+Effect = Call | Fanout | Load | Spawn
+Flow = Generator[Effect, Any, Any]

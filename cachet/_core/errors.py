@@ -1,0 +1,40 @@
+"""The exception tree. Everything cachet raises derives from :class:`CacheError`.
+
+    CacheError
+    ├── TierError            a tier operation failed (``.tier`` names it; cause chained)
+    ├── LoaderError          a ``try_get_or_insert`` factory raised (cause chained)
+    ├── ReentrantLoadError   a load asked the same cache for the same key
+    ├── UnsupportedError     the tier cannot do this (``len`` on a tier that cannot count)
+    └── SerializationError   a value or key could not be encoded
+"""
+
+from __future__ import annotations
+
+
+class CacheError(Exception):
+    """Root of every error cachet raises."""
+
+
+class TierError(CacheError):
+    """A tier operation failed; ``tier`` is the tier's name, the original is ``__cause__``."""
+
+    def __init__(self, tier: str, operation: str, message: str | None = None) -> None:
+        self.tier = tier
+        self.operation = operation
+        super().__init__(message or f"tier {tier!r} failed during {operation}")
+
+
+class LoaderError(CacheError):
+    """A factory passed to ``try_get_or_insert`` raised; the original is ``__cause__``."""
+
+
+class ReentrantLoadError(CacheError):
+    """A factory asked the same cache to load the key it is loading (this would deadlock)."""
+
+
+class UnsupportedError(CacheError):
+    """The operation is not supported by this tier (for example ``len``)."""
+
+
+class SerializationError(CacheError):
+    """A key or value could not be encoded."""

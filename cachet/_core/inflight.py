@@ -1,0 +1,113 @@
+"""Bookkeeping for work in flight: coalesced calls, loads that may write back, refreshes.
+
+Every record here is removed when its call ends, whatever happened, so the maps hold
+only what is running now and never grow without bound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import Any
+
+_PENDING: Any = object()
+
+
+class Flight:
+    """One shared execution of ``(operation, key)`` and its outcome for every waiter."""
+
+    __slots__ = ("op", "key", "signal", "value", "error", "waiters")
+
+    def __init__(self, op: str, key: Hashable, signal: Any) -> None:
+        self.op = op
+        self.key = key
+        self.signal = signal  # a threading.Event or anyio.Event, set when settled
+        self.value: Any = _PENDING
+        self.error: BaseException | None = None
+        self.waiters = 0
+
+    def result(self) -> Any:
+        """The shared outcome, raised as ``Future.result()`` does if it was an error."""
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
+class Flights:
+    """The map of coalesced calls, keyed by (operation, key)."""
+
+    __slots__ = ("_map",)
+
+    def __init__(self) -> None:
+        self._map: dict[tuple[str, Hashable], Flight] = {}
+
+    def join(self, op: str, key: Hashable, make_signal: Callable[[], Any]) -> tuple[Flight, bool]:
+        """The flight for ``(op, key)`` and whether the caller leads it."""
+        flight = self._map.get((op, key))
+        if flight is not None:
+            flight.waiters += 1
+            return flight, False
+        flight = self._map[(op, key)] = Flight(op, key, make_signal())
+        return flight, True
+
+    def settle(self, flight: Flight, value: Any, error: BaseException | None) -> None:
+        """Record the outcome and forget the flight (unless a newer one replaced it)."""
+        flight.value = value
+        flight.error = error
+        if self._map.get((flight.op, flight.key)) is flight:
+            del self._map[(flight.op, flight.key)]
+
+    def detach(self, key: Hashable, ops: tuple[str, ...]) -> None:
+        """Callers arriving from now on start afresh; current waiters keep their flight."""
+        for op in ops:
+            self._map.pop((op, key), None)
+
+    def detach_all(self, ops: tuple[str, ...]) -> None:
+        for k in [k for k in self._map if k[0] in ops]:
+            del self._map[k]
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+
+class WriteToken:
+    """Held by a load or promotion while it runs; marked stale by a later write or invalidate."""
+
+    __slots__ = ("key", "stale")
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self.stale = False
+
+
+class WriteGuard:
+    """Closes the invalidate-during-load race (no ABA): a value read or loaded before an
+    invalidate, insert or clear of its key is never written after it."""
+
+    __slots__ = ("_tokens",)
+
+    def __init__(self) -> None:
+        self._tokens: dict[Hashable, list[WriteToken]] = {}
+
+    def begin(self, key: Hashable) -> WriteToken:
+        token = WriteToken(key)
+        self._tokens.setdefault(key, []).append(token)
+        return token
+
+    def end(self, token: WriteToken) -> None:
+        tokens = self._tokens.get(token.key)
+        if tokens is not None:
+            tokens.remove(token)
+            if not tokens:
+                del self._tokens[token.key]
+
+    def supersede(self, key: Hashable) -> None:
+        for token in self._tokens.get(key, ()):
+            token.stale = True
+
+    def supersede_all(self) -> None:
+        for tokens in self._tokens.values():
+            for token in tokens:
+                token.stale = True
+
+    def __len__(self) -> int:
+        return len(self._tokens)

@@ -1,0 +1,92 @@
+"""One configured tier of a stack and the freshness rules of SPEC §2.
+
+Rules (every one of them lives here):
+
+1. effective ttl = the entry's ttl if set, else the tier's; no ttl: never expires.
+2. expired iff ``now - cached_at > ttl`` (strict); ``cached_at`` in the future is
+   expired; a ttl with no ``cached_at`` is expired.
+3. stale iff ``now - cached_at >= ttr`` (inclusive), or the clock went backwards; no
+   ``cached_at``: never stale.
+4. a copy made for an upper tier is stamped now, and its ttl is the shorter of the
+   upper tier's ttl and what remains of the source's life; a copy with no life left
+   is not made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .entry import CacheEntry
+from .policy import ExpirationPolicy, InsertPolicy
+
+
+class Level:
+    """A tier in a stack: its operations (sync or async callables) and its policies."""
+
+    __slots__ = (
+        "name", "tier", "get", "insert", "invalidate", "clear", "length",
+        "ttl", "ttr", "spawner", "policy", "eager", "index", "is_fallback", "fast_get",
+    )
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        tier: Any,
+        ops: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any], Callable[..., Any]],
+        length: Callable[[], Any] | None,
+        ttl: float | None,
+        ttr: float | None,
+        spawner: Any = None,
+        policy: InsertPolicy,
+        expiration: ExpirationPolicy,
+        index: int,
+        fast_get: Callable[[Any], CacheEntry[Any] | None] | None = None,
+    ) -> None:
+        self.name = name
+        self.tier = tier
+        self.get, self.insert, self.invalidate, self.clear = ops
+        self.length = length
+        self.ttl = ttl
+        self.ttr = ttr
+        self.spawner = spawner
+        self.policy = policy
+        self.eager = expiration.eager_removal
+        self.index = index
+        self.is_fallback = index > 0
+        self.fast_get = fast_get
+
+    def expired(self, entry: CacheEntry[Any], now: float) -> bool:
+        ttl = entry.ttl if entry.ttl is not None else self.ttl
+        if ttl is None:
+            return False
+        cached_at = entry.cached_at
+        return cached_at is None or cached_at > now or now - cached_at > ttl
+
+    def stale(self, entry: CacheEntry[Any], now: float) -> bool:
+        ttr = self.ttr
+        cached_at = entry.cached_at
+        if ttr is None or cached_at is None:
+            return False
+        return now < cached_at or now - cached_at >= ttr
+
+    def remaining(self, entry: CacheEntry[Any], now: float) -> float | None:
+        """Seconds of life left in this tier, or ``None`` if the entry never expires here."""
+        ttl = entry.ttl if entry.ttl is not None else self.ttl
+        if ttl is None:
+            return None
+        if entry.cached_at is None:
+            return 0.0
+        return ttl - (now - entry.cached_at)
+
+    def copy_of(self, entry: CacheEntry[Any], source: Level, now: float) -> CacheEntry[Any] | None:
+        """The copy of ``entry`` (as ``source`` holds it) to store here, or ``None``."""
+        left = source.remaining(entry, now)
+        if left is not None and left <= 0:
+            return None
+        ttl = self.ttl if left is None else (left if self.ttl is None else min(self.ttl, left))
+        return CacheEntry(entry.value, now, ttl)
+
+    def __repr__(self) -> str:
+        return f"<Level {self.index} {self.name!r} ttl={self.ttl} ttr={self.ttr}>"

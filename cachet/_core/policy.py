@@ -1,0 +1,103 @@
+"""Per-tier policies: what a tier accepts, when it drops expired entries, when to refresh."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .durations import Duration, to_seconds
+from .entry import CacheEntry
+
+
+class InsertOutcome(enum.Enum):
+    """Whether an insert was stored by at least one tier."""
+
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class InsertPolicy:
+    """Decides, per tier, whether a (stamped) entry is stored.
+
+    >>> InsertPolicy.when(lambda e: e.value is not None).accepts(CacheEntry(None))
+    False
+    """
+
+    __slots__ = ("_pred", "_name")
+
+    def __init__(self, pred: Callable[[CacheEntry[Any]], bool] | None, name: str) -> None:
+        self._pred = pred
+        self._name = name
+
+    @classmethod
+    def always(cls) -> InsertPolicy:
+        """Store everything (the default)."""
+        return _ALWAYS
+
+    @classmethod
+    def never(cls) -> InsertPolicy:
+        """Store nothing: the tier is read-only through this cache."""
+        return _NEVER
+
+    @classmethod
+    def when(cls, pred: Callable[[CacheEntry[Any]], bool]) -> InsertPolicy:
+        """Store an entry when ``pred(entry)`` is true; ``pred`` sees the stamped entry."""
+        if not callable(pred):
+            raise TypeError("InsertPolicy.when() takes a callable predicate")
+        return cls(pred, "when")
+
+    def accepts(self, entry: CacheEntry[Any]) -> bool:
+        if self is _ALWAYS:
+            return True
+        if self is _NEVER:
+            return False
+        assert self._pred is not None
+        return bool(self._pred(entry))
+
+    def __repr__(self) -> str:
+        return f"InsertPolicy.{self._name}()"
+
+
+_ALWAYS = InsertPolicy(None, "always")
+_NEVER = InsertPolicy(None, "never")
+
+
+class ExpirationPolicy:
+    """What a tier does with an expired entry it reads: ``lazy`` keeps it, ``eager`` removes it."""
+
+    __slots__ = ("eager_removal",)
+
+    def __init__(self, eager_removal: bool) -> None:
+        self.eager_removal = eager_removal
+
+    @classmethod
+    def lazy(cls) -> ExpirationPolicy:
+        """Expired entries read as misses and stay in the tier (the default)."""
+        return cls(False)
+
+    @classmethod
+    def eager(cls) -> ExpirationPolicy:
+        """Expired entries read as misses and are also removed from the tier."""
+        return cls(True)
+
+    def __repr__(self) -> str:
+        return f"ExpirationPolicy.{'eager' if self.eager_removal else 'lazy'}()"
+
+
+@dataclass(frozen=True, slots=True)
+class TimeToRefresh:
+    """Refresh an entry in the background once it is ``duration`` old.
+
+    ``spawner`` runs the refresh: a ``concurrent.futures.Executor`` for ``cachet.sync``
+    (default: a small pool the cache owns) or an anyio ``TaskGroup`` for ``cachet.aio``
+    (default: the cache's own, opened by ``async with cache``).
+    """
+
+    duration: float
+    spawner: Any = None
+
+    def __init__(self, duration: Duration, spawner: Any = None) -> None:
+        object.__setattr__(self, "duration", to_seconds(duration, "time_to_refresh"))
+        object.__setattr__(self, "spawner", spawner)

@@ -1,0 +1,393 @@
+"""The I/O-free heart: every decision about what a cache operation does (SPEC §2-§3).
+
+The frontends (``cachet.sync``, ``cachet.aio``) only carry out what this decides:
+
+1. A hit on the primary tier is one plain call, :meth:`Core.hit` (built for the
+   primary when it is an in-process tier): the entry if it is fresh and not stale,
+   else ``None``, meaning "take the slow path".
+2. Everything slower is a generator flow yielding effects (``effects.py``): the walk
+   down the tiers, promotion, loads, writes, refresh. Flows never raise a tier's own
+   exception: they raise :class:`TierError` (or the factory's exception for loaders).
+3. A copy stored in an upper tier (promotion, refresh) is stamped now and never
+   outlives its source (``Level.copy_of``).
+4. A value read or loaded before an invalidate, insert or clear of its key is never
+   written after it (``WriteGuard``); if the race is lost during the write itself,
+   the write is undone by an invalidate of that tier.
+5. Coalescing (``Flights``) and refresh dedup are bookkeeping here; the frontend
+   supplies the event object and waits on it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager
+from contextvars import ContextVar
+from typing import Any
+
+from ..telemetry import attributes as a
+from .clock import Clock, SystemClock
+from .effects import Call, Fanout, Flow, Load, Spawn
+from .entry import CacheEntry
+from .errors import LoaderError, ReentrantLoadError, TierError, UnsupportedError
+from .inflight import Flight, Flights, WriteGuard, WriteToken
+from .level import Level
+from .policy import InsertOutcome
+from .stats import FIELDS, STAT_OF_EVENT, snapshot
+
+ACCEPTED = InsertOutcome.ACCEPTED
+REJECTED = InsertOutcome.REJECTED
+
+# Loader modes.
+PLAIN, TRY, OPTIONAL = a.OP_GET_OR_INSERT, a.OP_TRY_GET_OR_INSERT, a.OP_OPTIONALLY_GET_OR_INSERT
+# Operations whose in-flight run an invalidate detaches (it may write the key back).
+READ_OPS = (a.OP_GET, PLAIN, TRY, OPTIONAL)
+
+REQUEST_ID: ContextVar[int] = ContextVar("cachet_request_id", default=0)
+_LOADING: ContextVar[frozenset[tuple[int, Hashable]]] = ContextVar(
+    "cachet_loading", default=frozenset()
+)
+_request_ids = itertools.count(1)
+_ns = time.perf_counter_ns
+
+
+def _never_hit(key: Hashable) -> None:
+    return None
+
+
+class Core:
+    """The decisions of one cache stack, shared by both frontends."""
+
+    def __init__(
+        self,
+        levels: list[Level],
+        clock: Clock,
+        *,
+        name: str,
+        stampede: bool,
+        reporter: Any,
+        mutex: AbstractContextManager[Any],
+    ) -> None:
+        self.levels = levels
+        self.clock = clock
+        self.now: Callable[[], float] = time.time if type(clock) is SystemClock else clock.now
+        self.name = name
+        self.stampede = stampede
+        self.reporter = reporter
+        self.mutex = mutex
+        self.flights = Flights()
+        self.guard = WriteGuard()
+        self.refreshing: set[tuple[int, Hashable]] = set()
+        self.counts = [[0] * len(FIELDS) for _ in levels]
+        self.coalesced_waits = 0
+        self.hit: Callable[[Hashable], CacheEntry[Any] | None] = self._make_hit()
+
+    # -- 1. the hit path ---------------------------------------------------------------
+
+    def _make_hit(self) -> Callable[[Hashable], CacheEntry[Any] | None]:
+        """Inline form of ``Level.expired`` / ``Level.stale`` for the primary tier.
+
+        Telemetry on means every hit is reported, so the slow path serves them all.
+        """
+        top = self.levels[0]
+        fast = top.fast_get
+        if fast is None or self.reporter is not None:
+            return _never_hit
+        tier_ttl = top.ttl
+        ttr = top.ttr
+        now = self.now
+        counts = self.counts[0]
+
+        def hit(key: Hashable) -> CacheEntry[Any] | None:
+            entry = fast(key)
+            if entry is None:
+                return None
+            ttl = entry.ttl
+            if ttl is None:
+                ttl = tier_ttl
+            if ttl is not None or ttr is not None:
+                t = now()
+                at = entry.cached_at
+                if ttl is not None and (at is None or at > t or t - at > ttl):
+                    return None
+                if ttr is not None and at is not None and (t < at or t - at >= ttr):
+                    return None
+            counts[0] += 1
+            return entry
+
+        return hit
+
+    # -- telemetry ---------------------------------------------------------------------
+
+    def report(self, level: Level, event: str, t0: int = 0, request_id: int | None = None) -> None:
+        stat = STAT_OF_EVENT.get(event)
+        if stat is not None:
+            self.counts[level.index][stat] += 1
+        rep = self.reporter
+        if rep is not None:
+            rid = REQUEST_ID.get() if request_id is None else request_id
+            rep.tier(rid, level.name, level.is_fallback, event, _ns() - t0 if t0 else 0)
+
+    def begin_operation(self, background: bool = False) -> tuple[Any, int]:
+        """Give this operation a request id (0 for background work; telemetry on only).
+
+        Returns what :meth:`end_operation` needs.
+        """
+        return REQUEST_ID.set(0 if background else next(_request_ids)), _ns()
+
+    def end_operation(self, started: tuple[Any, int], op: str, coalesced: bool) -> None:
+        token, t0 = started
+        rid = REQUEST_ID.get()
+        REQUEST_ID.reset(token)
+        self.reporter.operation(rid, op, _ns() - t0, coalesced)
+
+    def stats(self) -> dict[str, object]:
+        return snapshot([lv.name for lv in self.levels], self.counts, self.coalesced_waits)
+
+    def tier_error(self, level: Level, op: str, exc: BaseException) -> TierError:
+        if isinstance(exc, TierError):
+            return exc
+        err = TierError(level.name, op, f"tier {level.name!r} failed during {op}: {exc!r}")
+        err.__cause__ = exc
+        return err
+
+    # -- 5. coalescing and re-entrancy -------------------------------------------------
+
+    def check_reentrant(self, key: Hashable) -> None:
+        if (id(self), key) in _LOADING.get():
+            raise ReentrantLoadError(
+                f"a factory of cache {self.name!r} asked it to load the key it is loading "
+                f"({key!r}); this would wait on itself forever"
+            )
+
+    def join(self, op: str, key: Hashable, make_signal: Callable[[], Any]) -> tuple[Flight, bool]:
+        """Join the in-flight ``(op, key)`` or lead a new one."""
+        with self.mutex:
+            flight, leader = self.flights.join(op, key, make_signal)
+            if not leader:
+                self.coalesced_waits += 1
+            return flight, leader
+
+    def settle(self, flight: Flight, value: Any, error: BaseException | None) -> None:
+        with self.mutex:
+            self.flights.settle(flight, value, error)
+
+    # -- 2. flows ----------------------------------------------------------------------
+
+    def get_flow(self, key: Hashable) -> Flow:
+        found, _ = yield from self._walk(key, 0)
+        return found
+
+    def _walk(self, key: Hashable, i: int) -> Flow:
+        """Read tier ``i`` and below; returns ``(entry, level that served it)``."""
+        level = self.levels[i]
+        last = i == len(self.levels) - 1
+        t0 = _ns() if self.reporter is not None else 0
+        try:
+            entry = yield Call(level.get, (key,))
+        except Exception as exc:
+            self.report(level, a.GET_ERROR, t0)
+            if last:
+                raise self.tier_error(level, "get", exc)  # noqa: B904 (cause set there)
+            entry = None
+        else:
+            if entry is not None:
+                now = self.now()
+                if level.expired(entry, now):
+                    self.report(level, a.EXPIRED, t0)
+                    if level.eager:
+                        yield from self._evict_expired(level, key)
+                else:
+                    self.report(level, a.HIT, t0)
+                    if not last and level.stale(entry, now):
+                        yield from self._start_refresh(key, i)
+                    return entry, level
+            else:
+                self.report(level, a.MISS, t0)
+        if last:
+            return None, None
+        token = self._begin_write(key)
+        try:
+            found, source = yield from self._walk(key, i + 1)
+            if found is not None:
+                yield from self._store_copy(key, level, found, source, token)
+        finally:
+            self._end_write(token)
+        return found, source
+
+    def _evict_expired(self, level: Level, key: Hashable) -> Flow:
+        try:
+            yield Call(level.invalidate, (key,))
+        except Exception:
+            self.report(level, a.INVALIDATE_ERROR)
+
+    def _store_copy(
+        self, key: Hashable, level: Level, found: CacheEntry[Any], source: Level, token: WriteToken
+    ) -> Flow:
+        """Promote or refresh: store a fresh-stamped copy; never raises (SPEC §2.3)."""
+        copy = level.copy_of(found, source, self.now())
+        if copy is None or token.stale:
+            return False
+        if not level.policy.accepts(copy):
+            self.report(level, a.INSERT_REJECTED)
+            return False
+        t0 = _ns() if self.reporter is not None else 0
+        try:
+            outcome = yield Call(level.insert, (key, copy))
+        except Exception:
+            self.report(level, a.INSERT_ERROR, t0)
+            return False
+        if token.stale:  # an invalidate overtook the write: undo it
+            yield from self._evict_expired(level, key)
+            return False
+        self.report(level, a.INSERTED if outcome is ACCEPTED else a.INSERT_REJECTED, t0)
+        return outcome is ACCEPTED
+
+    def _begin_write(self, key: Hashable) -> WriteToken:
+        with self.mutex:
+            return self.guard.begin(key)
+
+    def _end_write(self, token: WriteToken) -> None:
+        with self.mutex:
+            self.guard.end(token)
+
+    # -- refresh -----------------------------------------------------------------------
+
+    def _start_refresh(self, key: Hashable, i: int) -> Flow:
+        with self.mutex:
+            if (i, key) in self.refreshing:
+                return
+            self.refreshing.add((i, key))
+        try:
+            yield Spawn(self._refresh_flow(key, i), self.levels[i].spawner)
+        except Exception:
+            with self.mutex:
+                self.refreshing.discard((i, key))
+            self.report(self.levels[i], a.REFRESH_MISS)
+
+    def _refresh_flow(self, key: Hashable, i: int) -> Flow:
+        level = self.levels[i]
+        token = self._begin_write(key)
+        try:
+            try:
+                found, source = yield from self._walk(key, i + 1)
+            except Exception:
+                found = None
+            if found is None:
+                self.report(level, a.REFRESH_MISS, request_id=0)
+                return
+            yield from self._store_copy(key, level, found, source, token)
+            self.report(level, a.REFRESH_HIT, request_id=0)
+        finally:
+            self._end_write(token)
+            with self.mutex:
+                self.refreshing.discard((i, key))
+
+    # -- loaders -----------------------------------------------------------------------
+
+    def load_flow(self, key: Hashable, factory: Callable[[], Any], mode: str) -> Flow:
+        """``get_or_insert`` and friends: read through the tiers, else load and insert."""
+        found, _ = yield from self._walk(key, 0)
+        if found is not None:
+            return found
+        token = self._begin_write(key)
+        mark = _LOADING.set(_LOADING.get() | {(id(self), key)})
+        try:
+            try:
+                result = yield Load(factory)
+            except Exception as exc:
+                if mode is TRY:
+                    raise LoaderError(f"factory for key {key!r} raised {exc!r}") from exc
+                raise
+            finally:
+                _LOADING.reset(mark)
+            if result is None and mode is OPTIONAL:
+                return None
+            entry = result if isinstance(result, CacheEntry) else CacheEntry(result)
+            if token.stale:
+                return entry
+            outcome, stamped, _ = yield from self._write_all(key, entry, token)
+            return stamped if outcome is ACCEPTED else entry
+        finally:
+            self._end_write(token)
+
+    # -- writes ------------------------------------------------------------------------
+
+    def insert_flow(self, key: Hashable, value: Any) -> Flow:
+        entry = value if isinstance(value, CacheEntry) else CacheEntry(value)
+        with self.mutex:
+            self.guard.supersede(key)
+        outcome, _, error = yield from self._write_all(key, entry, None)
+        if error is not None:
+            raise error
+        return outcome
+
+    def _write_all(self, key: Hashable, entry: CacheEntry[Any], token: WriteToken | None) -> Flow:
+        """Stamp, ask each tier's policy, write to the accepting tiers; never raises.
+
+        Returns ``(outcome, stamped entry, first error by tier order)``.
+        """
+        stamped = entry.ensure_cached_at(self.now())
+        targets: list[Level] = []
+        for level in self.levels:
+            if level.policy.accepts(stamped):
+                targets.append(level)
+            else:
+                self.report(level, a.INSERT_REJECTED)
+        if not targets:
+            return REJECTED, stamped, None
+        t0 = _ns() if self.reporter is not None else 0
+        results = yield Fanout([Call(lv.insert, (key, stamped)) for lv in targets])
+        outcome, error = REJECTED, None
+        for level, result in zip(targets, results, strict=True):
+            if isinstance(result, BaseException):
+                self.report(level, a.INSERT_ERROR, t0)
+                error = error or self.tier_error(level, "insert", result)
+            elif result is ACCEPTED:
+                self.report(level, a.INSERTED, t0)
+                outcome = ACCEPTED
+            else:
+                self.report(level, a.INSERT_REJECTED, t0)
+        if token is not None and token.stale:  # lost a race with an invalidate: undo
+            yield Fanout([Call(lv.invalidate, (key,)) for lv in targets])
+            return REJECTED, entry, error
+        return outcome, stamped, error
+
+    def invalidate_flow(self, key: Hashable) -> Flow:
+        with self.mutex:
+            self.guard.supersede(key)
+            self.flights.detach(key, READ_OPS)
+        yield from self._fan(a.INVALIDATED, a.INVALIDATE_ERROR, "invalidate",
+                             lambda lv: Call(lv.invalidate, (key,)))
+
+    def clear_flow(self) -> Flow:
+        with self.mutex:
+            self.guard.supersede_all()
+            self.flights.detach_all(READ_OPS)
+        yield from self._fan(a.CLEARED, a.CLEAR_ERROR, "clear", lambda lv: Call(lv.clear, ()))
+
+    def _fan(self, ok: str, bad: str, op: str, call: Callable[[Level], Call]) -> Flow:
+        t0 = _ns() if self.reporter is not None else 0
+        results = yield Fanout([call(lv) for lv in self.levels])
+        error = None
+        for level, result in zip(self.levels, results, strict=True):
+            if isinstance(result, BaseException):
+                self.report(level, bad, t0)
+                error = error or self.tier_error(level, op, result)
+            else:
+                self.report(level, ok, t0)
+        if error is not None:
+            raise error
+
+    def len_flow(self) -> Flow:
+        level = self.levels[0]
+        if level.length is None:
+            raise UnsupportedError(f"tier {level.name!r} cannot count its entries")
+        try:
+            n = yield Call(level.length, ())
+        except UnsupportedError:
+            raise
+        except Exception as exc:
+            raise self.tier_error(level, "len", exc)  # noqa: B904 (cause set there)
+        return int(n)

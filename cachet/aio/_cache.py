@@ -1,0 +1,253 @@
+"""``cachet.aio.Cache``: the asyncio and trio frontend (anyio). It carries out what the core decides.
+
+A hit never awaits anything that yields: it is not a checkpoint (allowed by trio's
+rules for operations that complete immediately), and it costs about as much as awaiting
+a coroutine that reads a dict. Shared loads and refreshes run in the cache's own task
+group, opened by ``async with cache``, so a cancelled caller never cancels work that
+other callers wait on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import anyio
+import anyio.abc
+
+from .._core.effects import Flow, Spawn
+from .._core.entry import CacheEntry
+from .._core.errors import CacheError
+from .._core.inflight import Flight
+from .._core.policy import InsertOutcome
+from .._core.stack import OPTIONAL, PLAIN, TRY, Core
+from .._decorator import make_async_decorator
+from ..sync._cache import _check_hashable, _closed_hit
+from ..telemetry import attributes as a
+from ._driver import drive
+
+if TYPE_CHECKING:
+    from .._core.clock import Clock
+    from ._builder import AsyncCacheBuilder
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class Cache(Generic[K, V]):
+    """A multi-tier cache for asyncio and trio. Build one with :meth:`Cache.builder`.
+
+    A cache with stampede protection or background refresh owns a task group: use it
+    inside ``async with cache:``. Others work without it.
+    """
+
+    def __init__(self, core: Core, owned: list[Any], needs_task_group: bool) -> None:
+        self._core = core
+        self._owned = owned
+        self._needs_tg = needs_task_group
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._closed = False
+        self._hit = _closed_hit if needs_task_group else core.hit
+
+    @staticmethod
+    def builder(clock: Clock | None = None) -> AsyncCacheBuilder[Any, Any]:
+        """Start configuring a cache; ``clock`` defaults to ``SystemClock()``."""
+        from ._builder import AsyncCacheBuilder
+
+        return AsyncCacheBuilder(clock)
+
+    @property
+    def name(self) -> str:
+        return self._core.name
+
+    @property
+    def clock(self) -> Clock:
+        return self._core.clock
+
+    # -- reads -------------------------------------------------------------------------
+
+    async def get(self, key: K) -> CacheEntry[V] | None:
+        """The entry for ``key`` from the first tier that has it fresh, or ``None``."""
+        entry = self._hit(key)
+        if entry is not None:
+            return entry
+        return await self._run(a.OP_GET, key, self._core.get_flow(key))  # type: ignore[no-any-return]
+
+    async def contains(self, key: K) -> bool:
+        return await self.get(key) is not None
+
+    async def get_or_insert(self, key: K, factory: Callable[[], Any]) -> CacheEntry[V]:
+        """The cached entry, or the factory's result (awaited if a coroutine) inserted and returned."""
+        entry = self._hit(key)
+        if entry is not None:
+            return entry
+        return await self._load(PLAIN, key, factory)  # type: ignore[no-any-return]
+
+    async def try_get_or_insert(self, key: K, factory: Callable[[], Any]) -> CacheEntry[V]:
+        """As :meth:`get_or_insert`, but a factory error is raised as ``LoaderError``."""
+        entry = self._hit(key)
+        if entry is not None:
+            return entry
+        return await self._load(TRY, key, factory)  # type: ignore[no-any-return]
+
+    async def optionally_get_or_insert(self, key: K, factory: Callable[[], Any]) -> CacheEntry[V] | None:
+        """As :meth:`get_or_insert`, but a factory returning ``None`` caches nothing."""
+        entry = self._hit(key)
+        if entry is not None:
+            return entry
+        return await self._load(OPTIONAL, key, factory)  # type: ignore[no-any-return]
+
+    async def len(self) -> int:
+        """Approximate entry count of the primary tier (``UnsupportedError`` if it cannot count)."""
+        self._check_usable()
+        return await drive(self._core.len_flow(), self._spawn)  # type: ignore[no-any-return]
+
+    # -- writes ------------------------------------------------------------------------
+
+    async def insert(self, key: K, value: V | CacheEntry[V]) -> InsertOutcome:
+        """Write to every tier concurrently; ACCEPTED if any tier stored it."""
+        return await self._run(a.OP_INSERT, key, self._core.insert_flow(key, value),  # type: ignore[no-any-return]
+                               coalesce=False)
+
+    async def invalidate(self, key: K) -> None:
+        """Remove ``key`` from every tier."""
+        await self._run(a.OP_INVALIDATE, key, self._core.invalidate_flow(key))
+
+    async def clear(self) -> None:
+        """Remove everything from every tier."""
+        await self._run(a.OP_CLEAR, None, self._core.clear_flow(), coalesce=False)
+
+    # -- the rest ----------------------------------------------------------------------
+
+    def stats(self) -> dict[str, object]:
+        """Counts per tier (hits, misses, expired, errors, inserts, ...) and coalesced waits."""
+        return self._core.stats()
+
+    def cached(self, *, key: Callable[..., Hashable] | None = None, ttl: Any = None) -> Any:
+        """Memoize a coroutine function through :meth:`get_or_insert`."""
+        return make_async_decorator(self, key=key, ttl=ttl)
+
+    async def __call__(self, request: Any) -> Any:
+        """Serve a ``cachet.service`` request: a cache is a service too."""
+        from ..service import serve_async
+
+        return await serve_async(self, request)
+
+    async def __aenter__(self) -> Cache[K, V]:
+        if self._tg is not None:
+            raise CacheError(f"cache {self.name!r} is already entered")
+        self._check_open()
+        tg = anyio.create_task_group()
+        await tg.__aenter__()
+        self._tg = tg
+        self._hit = self._core.hit
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+        """Wait for background work (cancel it if the block raised), close what the cache
+        opened; the block's own exception propagates unchanged."""
+        tg, self._tg = self._tg, None
+        assert tg is not None
+        try:
+            if exc_type is not None:
+                tg.cancel_scope.cancel()
+            await tg.__aexit__(None, None, None)
+        finally:
+            await self.close()
+        return False
+
+    async def close(self) -> None:
+        """Release the tiers the cache opened. Inside ``async with``, leave the block instead."""
+        if self._tg is not None:
+            raise CacheError("leave `async with cache:` to close this cache")
+        if self._closed:
+            return
+        self._closed = True
+        self._hit = _closed_hit
+        for tier in self._owned:
+            aclose = getattr(tier, "aclose", None)
+            if aclose is not None:
+                await aclose()
+            elif getattr(tier, "close", None) is not None:
+                await anyio.to_thread.run_sync(tier.close)
+
+    def __repr__(self) -> str:
+        return f"<cachet.aio.Cache {self.name!r} tiers={[lv.name for lv in self._core.levels]}>"
+
+    # -- carrying out ------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise CacheError(f"cache {self.name!r} is closed")
+
+    def _check_usable(self) -> None:
+        self._check_open()
+        if self._needs_tg and self._tg is None:
+            raise CacheError(
+                f"cache {self.name!r} runs background work (stampede protection or refresh): "
+                f"use it inside `async with cache:` so that work has a task group to run in"
+            )
+
+    async def _load(self, mode: str, key: K, factory: Callable[[], Any]) -> Any:
+        if not callable(factory):
+            raise TypeError(f"factory must be callable, not {type(factory).__name__}")
+        self._core.check_reentrant(key)
+        return await self._run(mode, key, self._core.load_flow(key, factory, mode))
+
+    async def _run(self, op: str, key: Any, flow: Flow, coalesce: bool = True) -> Any:
+        core = self._core
+        try:
+            self._check_usable()
+            if op != a.OP_CLEAR:
+                _check_hashable(key)
+        except BaseException:
+            flow.close()
+            raise
+        started = core.begin_operation() if core.reporter is not None else None
+        coalesced = False
+        try:
+            if not (core.stampede and coalesce):
+                return await drive(flow, self._spawn)
+            flight, leader = core.join(op, key, anyio.Event)
+            if leader:
+                assert self._tg is not None
+                self._tg.start_soon(self._lead, flight, flow)
+            else:
+                flow.close()
+                coalesced = True
+            await flight.signal.wait()
+            return flight.result()
+        finally:
+            if started is not None:
+                core.end_operation(started, op, coalesced)
+
+    async def _lead(self, flight: Flight, flow: Flow) -> None:
+        """Run a shared call in the cache's task group, out of reach of any caller's cancel."""
+        try:
+            value = await drive(flow, self._spawn)
+        except Exception as exc:
+            self._core.settle(flight, None, exc)
+        except BaseException as exc:  # the cache is shutting down: tell the waiters, not crash them
+            err = CacheError(f"cache {self.name!r} closed while this call was running")
+            err.__cause__ = exc
+            self._core.settle(flight, None, err)
+            raise
+        else:
+            self._core.settle(flight, value, None)
+        finally:
+            flight.signal.set()
+
+    def _spawn(self, effect: Spawn) -> None:
+        spawner = effect.spawner or self._tg
+        if spawner is None:
+            raise CacheError(f"cache {self.name!r} has no task group for background refresh")
+        spawner.start_soon(self._background, effect.flow)
+
+    async def _background(self, flow: Flow) -> None:
+        core = self._core
+        started = core.begin_operation(background=True) if core.reporter is not None else None
+        try:
+            await drive(flow, self._spawn)
+        finally:
+            if started is not None:
+                core.end_operation(started, a.OP_REFRESH, False)

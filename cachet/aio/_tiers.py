@@ -1,0 +1,46 @@
+"""How the aio frontend reaches each kind of tier.
+
+- an async tier (coroutine methods) is awaited as it is;
+- a sync tier marked ``nonblocking = True`` (memory, ``MockTier``) is called inline;
+- any other sync tier (SQLite, a sync Redis client, your own) runs in worker threads
+  through ``anyio.to_thread.run_sync``, at most ``limiter`` calls at once per cache.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import anyio
+
+AsyncFn = Callable[..., Awaitable[Any]]
+
+
+def is_async_tier(tier: Any) -> bool:
+    return inspect.iscoroutinefunction(getattr(tier, "get", None))
+
+
+def adapt(tier: Any, limiter: anyio.CapacityLimiter) -> tuple[tuple[AsyncFn, ...], AsyncFn | None]:
+    """The tier's four operations (and ``len``) as coroutine functions."""
+    names = ("get", "insert", "invalidate", "clear")
+    length = getattr(tier, "len", None)
+    if is_async_tier(tier):
+        return tuple(getattr(tier, n) for n in names), length
+    wrap = _inline if getattr(tier, "nonblocking", False) else partial(_threaded, limiter=limiter)
+    return tuple(wrap(getattr(tier, n)) for n in names), (wrap(length) if length else None)
+
+
+def _inline(fn: Callable[..., Any]) -> AsyncFn:
+    async def call(*args: Any) -> Any:
+        return fn(*args)
+
+    return call
+
+
+def _threaded(fn: Callable[..., Any], limiter: anyio.CapacityLimiter) -> AsyncFn:
+    async def call(*args: Any) -> Any:
+        return await anyio.to_thread.run_sync(fn, *args, limiter=limiter)
+
+    return call

@@ -1,0 +1,64 @@
+"""The sync builder: shared configuration plus a ``build()`` that wires sync tiers."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from typing import Any, Generic, TypeVar
+
+from .._builder import BuilderBase, TierSpec, build_levels
+from .._core.stack import Core
+from ._cache import Cache
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class CacheBuilder(BuilderBase[K, V], Generic[K, V]):
+    """Configures a :class:`cachet.sync.Cache`; see :class:`cachet.CacheBuilder` methods."""
+
+    def sqlite(self, path: str = ":memory:", **kw: Any) -> CacheBuilder[K, V]:
+        """A SQLite tier at ``path`` (see :class:`cachet.tiers.SQLiteTier`)."""
+        from ..tiers import SQLiteTier
+
+        return self._set_storage("sqlite", SQLiteTier(path, **kw))
+
+    def redis(self, url: str = "redis://127.0.0.1:6379/0", **kw: Any) -> CacheBuilder[K, V]:
+        """A Redis tier on a sync client for ``url`` (see :class:`cachet.tiers.RedisTier`)."""
+        from ..tiers import RedisTier
+
+        return self._set_storage("redis", RedisTier.from_url(url, **kw))
+
+    def build(self) -> Cache[K, V]:
+        """Validate the configuration and return the cache (``ValueError`` says what to change)."""
+        specs = self._specs()
+        levels, owned = build_levels(specs, self._clock, _adapt)
+        reporter = None
+        name = self._cache_name()
+        if self._handler is not None or self._logs:
+            from ..telemetry._reporter import Reporter
+
+            reporter = Reporter(name, self._handler, self._logs)
+        core = Core(levels, self._clock, name=name, stampede=self._stampede,
+                    reporter=reporter, mutex=threading.Lock())
+        for level in levels:
+            _listen(core, level)
+        return Cache(core, owned)
+
+
+def _adapt(tier: Any, spec: TierSpec) -> tuple[tuple[Any, Any, Any, Any], Any, Any]:
+    if inspect.iscoroutinefunction(getattr(tier, "get", None)):
+        raise ValueError(
+            f"tier {spec.name!r} is async ({type(tier).__name__}); use it with cachet.aio.Cache"
+        )
+    ops = (tier.get, tier.insert, tier.invalidate, tier.clear)
+    return ops, getattr(tier, "len", None), getattr(tier, "fast_get", None)
+
+
+def _listen(core: Core, level: Any) -> None:
+    """Let a tier that evicts on its own (the memory tier) report it."""
+    if hasattr(level.tier, "listener"):
+        from ..telemetry import attributes as a
+
+        events = {"eviction": a.EVICTION, "expired": a.EXPIRED}
+        level.tier.listener = lambda event, key: core.report(level, events[event])

@@ -1,0 +1,39 @@
+"""Runs a core flow by calling: the whole sync I/O layer."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .._core.effects import Call, Fanout, Flow, Load
+
+
+def drive(flow: Flow, spawn: Callable[[Any], None]) -> Any:
+    """Carry out each effect ``flow`` yields; return what it returns."""
+    send: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            effect = flow.send(send) if error is None else flow.throw(error)
+        except StopIteration as stop:
+            return stop.value
+        send = error = None
+        try:
+            kind = type(effect)
+            if kind is Call:
+                send = effect.fn(*effect.args)  # type: ignore[union-attr]
+            elif kind is Fanout:
+                send = [_attempt(call) for call in effect.calls]  # type: ignore[union-attr]
+            elif kind is Load:
+                send = effect.factory()  # type: ignore[union-attr]
+            else:
+                spawn(effect)
+        except BaseException as exc:  # thrown into the flow, which cleans up and re-raises
+            error = exc
+
+
+def _attempt(call: Call) -> Any:
+    try:
+        return call.fn(*call.args)
+    except Exception as exc:
+        return exc

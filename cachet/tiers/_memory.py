@@ -1,0 +1,232 @@
+"""The in-process tier: a bounded map of ``CacheEntry`` guarded by one lock.
+
+LRU and FIFO run on an ``OrderedDict`` (two C calls per hit); LFU and random
+replacement use cachetools' ``LFUCache`` / ``RRCache``. Age-based removal reads the
+injected clock and removes only what SPEC §2 counts expired (strict ``>``, per-entry
+ttl over tier ttl), in a sweep at most once per tier ttl, so hits never pay for it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from typing import Any
+
+import cachetools
+
+from .._core.clock import Clock
+from .._core.entry import CacheEntry
+from .._core.policy import InsertOutcome
+
+POLICIES = ("lru", "lfu", "fifo", "rr")
+
+Listener = Callable[[str, Hashable], None]  # (event: "eviction" | "expired", key)
+
+
+class MemoryTier:
+    """Thread-safe in-memory storage. Never blocks, so ``cachet.aio`` calls it inline.
+
+    ``max_entries`` bounds the count; ``max_size`` with ``getsizeof(entry)`` bounds the
+    total weight instead. ``clock`` and ``ttl`` (set by the builder's ``.memory()``) let it
+    drop expired entries on its own.
+    """
+
+    nonblocking = True
+
+    def __init__(
+        self,
+        max_entries: int | None = None,
+        *,
+        policy: str = "lru",
+        max_size: float | None = None,
+        getsizeof: Callable[[CacheEntry[Any]], float] | None = None,
+        clock: Clock | None = None,
+        ttl: float | None = None,
+    ) -> None:
+        check_memory_args(max_entries, policy, max_size, getsizeof)
+        self.policy = policy
+        self.max_entries = max_entries
+        self.max_size = max_size
+        self._getsizeof = getsizeof
+        self._clock = clock
+        self._ttl = ttl
+        self._next_sweep = float("-inf")
+        self._weight = 0.0
+        self.listener: Listener | None = None
+        self._lock = threading.Lock()
+        bound = max_entries if max_size is None else max_size
+        self._data: Any
+        if policy in ("lfu", "rr") and bound is not None:
+            cls = cachetools.LFUCache if policy == "lfu" else cachetools.RRCache
+            self._data = _Reporting(cls, self, bound, getsizeof)
+            self.fast_get = self._locked_get
+        else:
+            self._data = OrderedDict() if bound is not None else {}
+            touch = policy == "lru" and bound is not None
+            self.fast_get = self._lru_get if touch else self._locked_get
+        self.get = self.fast_get
+
+    # -- reads -------------------------------------------------------------------------
+
+    def _lru_get(self, key: Hashable) -> CacheEntry[Any] | None:
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is not None:
+                self._data.move_to_end(key)
+            return entry  # type: ignore[no-any-return]
+
+    def _locked_get(self, key: Hashable) -> CacheEntry[Any] | None:
+        with self._lock:
+            return self._data.get(key)  # type: ignore[no-any-return]
+
+    # -- writes ------------------------------------------------------------------------
+
+    def insert(self, key: Hashable, entry: CacheEntry[Any]) -> InsertOutcome:
+        events: list[tuple[str, Hashable]] = []
+        with self._lock:
+            self._maybe_sweep(events)
+            data = self._data
+            if isinstance(data, _Reporting):
+                try:
+                    data[key] = entry
+                except ValueError:  # heavier than the whole tier
+                    return InsertOutcome.REJECTED
+                events.extend(("eviction", k) for k in data.drain())
+            elif self.max_size is not None:
+                weight = float(self._getsizeof(entry)) if self._getsizeof else 1.0
+                if weight > self.max_size:
+                    return InsertOutcome.REJECTED
+                old = data.pop(key, None)
+                if old is not None:
+                    self._weight -= self._weigh(old)
+                while data and self._weight + weight > self.max_size:
+                    k, v = data.popitem(last=False)
+                    self._weight -= self._weigh(v)
+                    events.append(("eviction", k))
+                data[key] = entry
+                self._weight += weight
+            else:
+                if key in data and isinstance(data, OrderedDict):
+                    data.move_to_end(key)
+                data[key] = entry
+                if self.max_entries is not None and len(data) > self.max_entries:
+                    k, _ = data.popitem(last=False)
+                    events.append(("eviction", k))
+        self._emit(events)
+        return InsertOutcome.ACCEPTED
+
+    def invalidate(self, key: Hashable) -> None:
+        with self._lock:
+            old = self._data.pop(key, None)
+            if old is not None and self.max_size is not None and not isinstance(self._data, _Reporting):
+                self._weight -= self._weigh(old)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+            self._weight = 0.0
+
+    def len(self) -> int:
+        return len(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    # -- age ---------------------------------------------------------------------------
+
+    def expire(self) -> int:
+        """Remove every entry that SPEC §2 counts expired now; returns how many."""
+        events: list[tuple[str, Hashable]] = []
+        with self._lock:
+            self._next_sweep = float("-inf")
+            self._maybe_sweep(events)
+        self._emit(events)
+        return len(events)
+
+    def _maybe_sweep(self, events: list[tuple[str, Hashable]]) -> None:
+        if self._clock is None:
+            return
+        now = self._clock.now()
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + (self._ttl or 60.0)
+        tier_ttl = self._ttl
+        dead = []
+        for key, e in self._data.items():
+            ttl = e.ttl if e.ttl is not None else tier_ttl
+            if ttl is None:
+                continue
+            at = e.cached_at
+            if at is None or at > now or now - at > ttl:
+                dead.append(key)
+        for key in dead:
+            old = self._data.pop(key)
+            if self.max_size is not None and not isinstance(self._data, _Reporting):
+                self._weight -= self._weigh(old)
+            events.append(("expired", key))
+
+    def _weigh(self, entry: CacheEntry[Any]) -> float:
+        return float(self._getsizeof(entry)) if self._getsizeof else 1.0
+
+    def _emit(self, events: list[tuple[str, Hashable]]) -> None:
+        listener = self.listener
+        if listener is not None:
+            for event, key in events:
+                listener(event, key)
+
+    def __repr__(self) -> str:
+        return f"MemoryTier(max_entries={self.max_entries}, policy={self.policy!r})"
+
+
+class _Reporting:
+    """A cachetools cache whose evictions are recorded, so the tier can report them."""
+
+    def __init__(self, cls: Any, tier: MemoryTier, bound: float, getsizeof: Any) -> None:
+        evicted: list[Hashable] = []
+
+        class _Cache(cls):  # type: ignore[misc, valid-type]
+            def popitem(self) -> tuple[Any, Any]:
+                key, value = super().popitem()
+                evicted.append(key)
+                return key, value
+
+        self._cache = _Cache(bound, getsizeof=getsizeof)
+        self._evicted = evicted
+        self.get = self._cache.get
+        self.pop = self._cache.pop
+        self.clear = self._cache.clear
+        self.items = self._cache.items
+
+    def __setitem__(self, key: Hashable, value: Any) -> None:
+        self._cache[key] = value
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+    def drain(self) -> list[Hashable]:
+        out = list(self._evicted)
+        self._evicted.clear()
+        return out
+
+
+def check_memory_args(
+    max_entries: int | None, policy: str, max_size: float | None, getsizeof: Any
+) -> None:
+    """Raise ``ValueError`` / ``TypeError`` for a memory tier that cannot work as asked."""
+    if policy not in POLICIES:
+        raise ValueError(f"memory policy must be one of {', '.join(POLICIES)}; got {policy!r}")
+    if max_entries is not None:
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int):
+            raise TypeError(f"max_entries must be an int or None, not {type(max_entries).__name__}")
+        if max_entries <= 0:
+            raise ValueError(f"max_entries must be >= 1 (or None for unbounded); got {max_entries}")
+    if max_size is not None:
+        if max_entries is not None:
+            raise ValueError("give max_entries or max_size (with getsizeof), not both")
+        if not max_size > 0:
+            raise ValueError(f"max_size must be > 0; got {max_size!r}")
+        if getsizeof is None:
+            raise ValueError("max_size needs getsizeof=, a function giving each entry's weight")
+    elif getsizeof is not None:
+        raise ValueError("getsizeof= only makes sense with max_size=")
