@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+
+from cachet.testing import ManualClock
+
+from .frontends import Frontend
+
+
+@pytest.fixture(params=["sync", "asyncio", "trio"])
+def frontend(request: pytest.FixtureRequest) -> Frontend:
+    return Frontend(request.param)
+
+
+@pytest.fixture
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """The backend under test: follows ``frontend`` when a test uses it (sync runs on asyncio)."""
+    if "frontend" in request.fixturenames:
+        name = request.getfixturevalue("frontend").name
+        return "asyncio" if name == "sync" else name
+    return getattr(request, "param", "asyncio")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # Async tests that do not use `frontend` still run on both backends.
+    if "anyio_backend" in metafunc.fixturenames and "frontend" not in metafunc.fixturenames:
+        metafunc.parametrize("anyio_backend", ["asyncio", "trio"], indirect=True)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(1_000_000.0)
