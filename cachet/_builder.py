@@ -249,13 +249,13 @@ def _duration(value: Any, what: str, problems: list[str]) -> float | None:
         return None
 
 
-Adapter = Callable[[Any, TierSpec], tuple[tuple[Any, Any, Any, Any], Any, Any]]
+Adapter = Callable[[Any, TierSpec], tuple[tuple[Any, Any, Any, Any], Any]]
 
 
 def build_levels(specs: list[TierSpec], clock: Clock, adapt: Adapter) -> tuple[list[Any], list[Any]]:
     """Instantiate each spec's tier and wrap it in a ``Level``.
 
-    ``adapt(tier, spec)`` gives the frontend's ``(ops, len, fast_get)`` for a tier. Returns
+    ``adapt(tier, spec)`` gives the frontend's ``(ops, len)`` for a tier. Returns
     the levels and the tiers the cache created (and so must close).
     """
     from ._core.level import Level
@@ -268,12 +268,12 @@ def build_levels(specs: list[TierSpec], clock: Clock, adapt: Adapter) -> tuple[l
             owned.append(tier)
         if spec.codec is not None:
             tier = encoded_tier(tier, spec)
-        ops, length, fast_get = adapt(tier, spec)
+        ops, length = adapt(tier, spec)
         ttr = spec.ttr
         levels.append(Level(
             name=spec.name, tier=tier, ops=ops, length=length, ttl=spec.ttl,
             ttr=ttr.duration if ttr else None, spawner=ttr.spawner if ttr else None,
             policy=spec.policy, expiration=spec.expiration, index=i,
-            fast_get=fast_get if i == 0 else None,
+            inline=getattr(tier, "inline", None) if i == 0 else None,
         ))
     return levels, owned

@@ -26,7 +26,7 @@ class Level:
 
     __slots__ = (
         "name", "tier", "get", "insert", "invalidate", "clear", "length",
-        "ttl", "ttr", "spawner", "policy", "eager", "index", "is_fallback", "fast_get",
+        "ttl", "ttr", "spawner", "policy", "eager", "index", "is_fallback", "inline",
     )
 
     def __init__(
@@ -42,7 +42,7 @@ class Level:
         policy: InsertPolicy,
         expiration: ExpirationPolicy,
         index: int,
-        fast_get: Callable[[Any], CacheEntry[Any] | None] | None = None,
+        inline: tuple[Any, Any, Any] | None = None,
     ) -> None:
         self.name = name
         self.tier = tier
@@ -55,7 +55,7 @@ class Level:
         self.eager = expiration.eager_removal
         self.index = index
         self.is_fallback = index > 0
-        self.fast_get = fast_get
+        self.inline = inline  # (lock, mapping, touch): see Core._make_hit
 
     def expired(self, entry: CacheEntry[Any], now: float) -> bool:
         ttl = entry.ttl if entry.ttl is not None else self.ttl

@@ -68,6 +68,7 @@ class Core:
         stampede: bool,
         reporter: Any,
         mutex: AbstractContextManager[Any],
+        threaded: bool,
     ) -> None:
         self.levels = levels
         self.clock = clock
@@ -76,33 +77,49 @@ class Core:
         self.stampede = stampede
         self.reporter = reporter
         self.mutex = mutex
+        self.threaded = threaded
         self.flights = Flights()
         self.guard = WriteGuard()
         self.refreshing: set[tuple[int, Hashable]] = set()
         self.counts = [[0] * len(FIELDS) for _ in levels]
         self.coalesced_waits = 0
-        self.hit: Callable[[Hashable], CacheEntry[Any] | None] = self._make_hit()
+        self.hit: Callable[[Hashable], CacheEntry[Any] | None] = self.make_hit()
 
     # -- 1. the hit path ---------------------------------------------------------------
 
-    def _make_hit(self) -> Callable[[Hashable], CacheEntry[Any] | None]:
+    def make_hit(
+        self, miss: Callable[[Hashable], Any] = _never_hit
+    ) -> Callable[[Hashable], CacheEntry[Any] | None]:
         """Inline form of ``Level.expired`` / ``Level.stale`` for the primary tier.
 
-        Telemetry on means every hit is reported, so the slow path serves them all.
+        The result returns a fresh, not stale primary entry, else ``miss(key)`` (by
+        default ``None``: "take the slow path"). A frontend may pass its slow path as
+        ``miss`` so that a whole ``get`` hit is one frame.
+
+        Only a tier exposing ``inline = (lock, mapping, touch or None)`` (the memory tier)
+        gets a hit path, read right here. Telemetry on means every hit is reported, so
+        the slow path serves them all.
         """
         top = self.levels[0]
-        fast = top.fast_get
-        if fast is None or self.reporter is not None:
-            return _never_hit
+        if top.inline is None or self.reporter is not None:
+            return miss
+        lock, data, touch = top.inline
+        get = data.get
         tier_ttl = top.ttl
         ttr = top.ttr
         now = self.now
         counts = self.counts[0]
 
-        def hit(key: Hashable) -> CacheEntry[Any] | None:
-            entry = fast(key)
+        # Two copies of one body, to keep the hit to a single frame: the sync frontend's
+        # (under the tier's lock) and the aio frontend's (the memory tier is only touched
+        # on the event loop's thread, so no lock). Keep them identical but for the lock.
+        def locked_hit(key: Hashable) -> CacheEntry[Any] | None:
+            with lock:
+                entry = get(key)
+                if entry is not None and touch is not None:
+                    touch(key)
             if entry is None:
-                return None
+                return miss(key)  # outside the lock: the slow path takes it again
             ttl = entry.ttl
             if ttl is None:
                 ttl = tier_ttl
@@ -110,13 +127,32 @@ class Core:
                 t = now()
                 at = entry.cached_at
                 if ttl is not None and (at is None or at > t or t - at > ttl):
-                    return None
+                    return miss(key)
                 if ttr is not None and at is not None and (t < at or t - at >= ttr):
-                    return None
+                    return miss(key)
             counts[0] += 1
-            return entry
+            return entry  # type: ignore[no-any-return]
 
-        return hit
+        def unlocked_hit(key: Hashable) -> CacheEntry[Any] | None:
+            entry = get(key)
+            if entry is None:
+                return miss(key)
+            if touch is not None:
+                touch(key)
+            ttl = entry.ttl
+            if ttl is None:
+                ttl = tier_ttl
+            if ttl is not None or ttr is not None:
+                t = now()
+                at = entry.cached_at
+                if ttl is not None and (at is None or at > t or t - at > ttl):
+                    return miss(key)
+                if ttr is not None and at is not None and (t < at or t - at >= ttr):
+                    return miss(key)
+            counts[0] += 1
+            return entry  # type: ignore[no-any-return]
+
+        return locked_hit if self.threaded else unlocked_hit
 
     # -- telemetry ---------------------------------------------------------------------
 

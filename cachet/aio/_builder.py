@@ -40,9 +40,8 @@ class AsyncCacheBuilder(BuilderBase[K, V], Generic[K, V]):
         specs = self._specs()
         limiter = anyio.CapacityLimiter(THREAD_LIMIT)
 
-        def adapt(tier: Any, spec: TierSpec) -> tuple[Any, Any, Any]:
-            ops, length = _tiers.adapt(tier, limiter)
-            return ops, length, getattr(tier, "fast_get", None)
+        def adapt(tier: Any, spec: TierSpec) -> tuple[Any, Any]:
+            return _tiers.adapt(tier, limiter)
 
         levels, owned = build_levels(specs, self._clock, adapt)
         reporter = None
@@ -52,7 +51,7 @@ class AsyncCacheBuilder(BuilderBase[K, V], Generic[K, V]):
 
             reporter = Reporter(name, self._handler, self._logs)
         core = Core(levels, self._clock, name=name, stampede=self._stampede,
-                    reporter=reporter, mutex=contextlib.nullcontext())
+                    reporter=reporter, threaded=False, mutex=contextlib.nullcontext())
         for level in levels:
             _listen(core, level)
         needs_tg = self._stampede or any(s.ttr is not None and s.ttr.spawner is None for s in specs)

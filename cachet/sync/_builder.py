@@ -40,19 +40,19 @@ class CacheBuilder(BuilderBase[K, V], Generic[K, V]):
 
             reporter = Reporter(name, self._handler, self._logs)
         core = Core(levels, self._clock, name=name, stampede=self._stampede,
-                    reporter=reporter, mutex=threading.Lock())
+                    reporter=reporter, threaded=True, mutex=threading.Lock())
         for level in levels:
             _listen(core, level)
         return Cache(core, owned)
 
 
-def _adapt(tier: Any, spec: TierSpec) -> tuple[tuple[Any, Any, Any, Any], Any, Any]:
+def _adapt(tier: Any, spec: TierSpec) -> tuple[tuple[Any, Any, Any, Any], Any]:
     if inspect.iscoroutinefunction(getattr(tier, "get", None)):
         raise ValueError(
             f"tier {spec.name!r} is async ({type(tier).__name__}); use it with cachet.aio.Cache"
         )
     ops = (tier.get, tier.insert, tier.invalidate, tier.clear)
-    return ops, getattr(tier, "len", None), getattr(tier, "fast_get", None)
+    return ops, getattr(tier, "len", None)
 
 
 def _listen(core: Core, level: Any) -> None:

@@ -40,6 +40,8 @@ class Cache(Generic[K, V]):
     def __init__(self, core: Core, owned: list[Any]) -> None:
         self._core = core
         self._hit = core.hit
+        # The hit path of get() as one frame: the core's hit with our slow path as its miss.
+        self.get = core.make_hit(self._get_slow)  # type: ignore[method-assign]
         self._owned = owned
         self._executor: Executor | None = None
         self._executor_lock = threading.Lock()
@@ -63,10 +65,16 @@ class Cache(Generic[K, V]):
     # -- reads -------------------------------------------------------------------------
 
     def get(self, key: K) -> CacheEntry[V] | None:
-        """The entry for ``key`` from the first tier that has it fresh, or ``None``."""
+        """The entry for ``key`` from the first tier that has it fresh, or ``None``.
+
+        (Each instance replaces this with the same logic built by the core in one frame.)
+        """
         entry = self._hit(key)
         if entry is not None:
             return entry
+        return self._get_slow(key)
+
+    def _get_slow(self, key: K) -> CacheEntry[V] | None:
         return self._run(a.OP_GET, key, self._core.get_flow(key))  # type: ignore[no-any-return]
 
     def contains(self, key: K) -> bool:
@@ -137,6 +145,7 @@ class Cache(Generic[K, V]):
             return
         self._closed = True
         self._hit = _closed_hit
+        self.get = self._get_slow  # type: ignore[method-assign]
         with self._executor_lock:
             executor, self._executor = self._executor, None
         if executor is not None:

@@ -60,12 +60,15 @@ class MemoryTier:
         if policy in ("lfu", "rr") and bound is not None:
             cls = cachetools.LFUCache if policy == "lfu" else cachetools.RRCache
             self._data = _Reporting(cls, self, bound, getsizeof)
-            self.fast_get = self._locked_get
+            self.get = self._locked_get
+            touch = None
         else:
             self._data = OrderedDict() if bound is not None else {}
-            touch = policy == "lru" and bound is not None
-            self.fast_get = self._lru_get if touch else self._locked_get
-        self.get = self.fast_get
+            lru = policy == "lru" and bound is not None
+            self.get = self._lru_get if lru else self._locked_get
+            touch = self._data.move_to_end if lru else None
+        # What the core's hit path reads directly: (lock, mapping, LRU touch or None).
+        self.inline: tuple[Any, Any, Any] = (self._lock, self._data, touch)
 
     # -- reads -------------------------------------------------------------------------
 
