@@ -10,8 +10,13 @@ import inspect
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
+
 import cachet.aio
 import cachet.sync
+from cachet import TimeToRefresh
+
+from .helpers import ManualExecutor
 
 
 class SyncFacade:
@@ -36,6 +41,18 @@ class Frontend:
         self.name = name
         self.is_sync = name == "sync"
         self.Cache: Any = cachet.sync.Cache if self.is_sync else cachet.aio.Cache
+        self.executor = ManualExecutor()
+
+    def ttr(self, duration: float) -> TimeToRefresh:
+        """Refresh settings whose background work runs when the test calls :meth:`settle`."""
+        return TimeToRefresh(duration, self.executor if self.is_sync else None)
+
+    async def settle(self) -> None:
+        """Let background refreshes run to completion."""
+        if self.is_sync:
+            self.executor.run_pending()
+        else:
+            await anyio.wait_all_tasks_blocked()
 
     def builder(self, clock: Any = None) -> Any:
         return self.Cache.builder(clock)
