@@ -46,6 +46,10 @@ class TierSpec:
         if self.kind == "memory":
             factory: Callable[[Clock, float | None], Any] = self.storage
             return factory(clock, self.ttl)
+        # A tier that judges expiry itself (SQLite, Redis) learns the cache's clock, ttl, name.
+        bind = getattr(self.storage, "bind_cache", None)
+        if callable(bind):
+            bind(clock=clock, ttl=self.ttl, name=self.name)
         return self.storage
 
 
@@ -227,8 +231,10 @@ class BuilderBase(Generic[K, V]):
             while name in seen:
                 name, n = f"{base}-{n}", n + 1
             seen.add(name)
+            # A byte tier with no boundary above it (``.sqlite()`` alone) gets the default codec.
+            implicit = codec is None and getattr(b._storage, "bytes_only", False)
             specs.append(TierSpec(b._kind, name, b._storage, ttl, ttr, b._policy, b._expiration,
-                                  codec, secret, allow_unsigned))
+                                  "default" if implicit else codec, secret, allow_unsigned))
             if b._serialize is not None:
                 if codec is not None:
                     problems.append(f"{where}: the stack already serializes above this tier")

@@ -1,5 +1,20 @@
 """Built-in storage tiers."""
 
-from ._memory import MemoryTier as MemoryTier
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["MemoryTier"]
+from ._memory import MemoryTier as MemoryTier
+from ._sqlite import SQLiteTier as SQLiteTier
+
+if TYPE_CHECKING:
+    from ._redis import RedisTier as RedisTier
+
+__all__ = ["MemoryTier", "SQLiteTier", "RedisTier"]
+
+
+def __getattr__(name: str) -> Any:
+    # RedisTier is imported on first use: redis-py is optional and slow to import.
+    if name == "RedisTier":
+        from ._redis import RedisTier
+
+        return RedisTier
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
