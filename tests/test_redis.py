@@ -1,0 +1,377 @@
+"""The Redis tier against real ``redis-server`` processes, over sync, asyncio and trio.
+
+Each module-level server is started on a free loopback port and stopped by PID; the
+outage tests get their own server so that killing it disturbs nobody else. Tests use
+a fresh namespace each, so they never see each other's keys.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from cachet import CacheEntry, InsertPolicy, TierError
+from cachet.tiers import RedisTier
+
+from .redis_server import RedisCluster, RedisServer, require_redis_server, running_server
+
+redis = pytest.importorskip("redis")
+
+pytestmark = [pytest.mark.anyio, pytest.mark.redis]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with running_server() as s:
+        yield s
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A server only this test uses (it may be killed and restarted)."""
+    with running_server() as s:
+        yield s
+
+
+@pytest.fixture
+def raw(server: RedisServer) -> Iterator[Any]:
+    """A plain redis-py client on the shared server, to look behind the tier's back."""
+    client = redis.Redis.from_url(server.url)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def ns() -> str:
+    return f"t-{uuid.uuid4().hex[:12]}"
+
+
+def two_tier(frontend: Any, clock: Any, url: str, ns: str, **redis_kw: Any) -> Any:
+    """Memory L1 over Redis L2, bytes keys and values (no serialization boundary)."""
+    below = frontend.builder(clock).redis(url, namespace=ns, **redis_kw)
+    return frontend.builder(clock).memory(100).fallback(below).build()
+
+
+# -- round trips ---------------------------------------------------------------------
+
+
+async def test_round_trip_and_promotion(frontend, clock, server, raw, ns) -> None:
+    cache = two_tier(frontend, clock, server.url, ns)
+    async with frontend.open(cache) as c:
+        await c.insert(b"k", b"v")
+        stored = raw.get(f"{ns}:k".encode())
+        assert stored is not None and stored.endswith(b"v")
+        assert (await c.get(b"k")).value == b"v"
+
+    # A second cache over the same namespace starts with an empty L1: the hit comes
+    # from Redis, keeps its stamp, and is promoted into L1.
+    cache2 = two_tier(frontend, clock, server.url, ns)
+    async with frontend.open(cache2) as c:
+        entry = await c.get(b"k")
+        assert entry == CacheEntry(b"v", clock.now(), None)
+        raw.delete(f"{ns}:k".encode())
+        assert (await c.get(b"k")).value == b"v"  # served by L1 now
+        stats = c.stats() if frontend.is_sync else cache2.stats()
+        assert stats is not None
+
+
+async def test_miss_invalidate_and_entry_ttl(frontend, clock, server, ns) -> None:
+    cache = two_tier(frontend, clock, server.url, ns)
+    async with frontend.open(cache) as c:
+        assert await c.get(b"absent") is None
+        await c.insert(b"k", CacheEntry.expires_after(b"v", 10))
+        await c.invalidate(b"k")
+        assert await c.get(b"k") is None
+        await c.insert(b"k", CacheEntry.expires_after(b"v", 10))
+        clock.advance(10)
+        assert (await c.get(b"k")).value == b"v"  # equal is still fresh
+        clock.advance(0.001)
+        assert await c.get(b"k") is None
+
+
+async def test_server_side_expiry_from_entry_ttl(frontend, clock, server, raw, ns) -> None:
+    cache = two_tier(frontend, clock, server.url, ns)
+    async with frontend.open(cache) as c:
+        await c.insert(b"short", CacheEntry.expires_after(b"v", 30))
+        await c.insert(b"forever", b"v")
+    pttl = raw.pttl(f"{ns}:short".encode())
+    assert 30_000 < pttl <= 31_001  # the ttl, plus the 1 s default slack
+    assert raw.pttl(f"{ns}:forever".encode()) == -1  # no ttl: no expiry
+
+
+def test_server_side_expiry_never_before_the_core_would(server, raw, ns, clock) -> None:
+    tier = RedisTier.from_url(server.url, namespace=ns, expiry_slack=0)
+    try:
+        tier.attach(ttl=60, clock=clock)
+        tier.insert(b"tier-ttl", CacheEntry(b"v", clock.now()))
+        assert 59_000 < raw.pttl(f"{ns}:tier-ttl".encode()) <= 60_001
+        # With the cache's clock, the expiry is what remains of the entry's life.
+        tier.insert(b"aged", CacheEntry(b"v", clock.now() - 10, 30.0))
+        assert 19_000 < raw.pttl(f"{ns}:aged".encode()) <= 20_001
+        # Already dead by the cache's clock: Redis may drop it at once.
+        tier.insert(b"dead", CacheEntry(b"v", clock.now() - 100, 30.0))
+        assert raw.pttl(f"{ns}:dead".encode()) <= 1
+    finally:
+        tier.close()
+
+
+def test_records_keep_stamp_and_ttl_exactly(server, ns) -> None:
+    tier = RedisTier.from_url(server.url, namespace=ns)
+    try:
+        for entry in (CacheEntry(b""), CacheEntry(b"\x00" * 1000, 1.5),
+                      CacheEntry(b"x", 1_700_000_000.123456, 0.25)):
+            tier.insert(b"k", entry)
+            assert tier.get(b"k") == entry
+        with pytest.raises(TypeError, match="serialize"):
+            tier.insert(b"k", CacheEntry("not bytes"))  # type: ignore[arg-type]
+    finally:
+        tier.close()
+
+
+def test_foreign_values_under_our_keys_are_misses(server, raw, ns) -> None:
+    tier = RedisTier.from_url(server.url, namespace=ns)
+    try:
+        for junk in (b"", b"hello", b"\xca" + b"\x00" * 5, b"\xca\x07" + b"\x00" * 16 + b"v"):
+            raw.set(f"{ns}:k".encode(), junk)
+            assert tier.get(b"k") is None
+        # A corrupt ttl (NaN) is a miss, not an exception.
+        import struct
+
+        raw.set(f"{ns}:k".encode(), struct.pack("<BBdd", 0xCA, 3, 1.0, float("nan")) + b"v")
+        assert tier.get(b"k") is None
+    finally:
+        tier.close()
+
+
+# -- namespaces and clear ------------------------------------------------------------
+
+
+async def test_clear_removes_only_this_namespace(frontend, clock, server, raw, ns) -> None:
+    neighbours = {f"{ns}x:k": b"1", f"other-{ns}:k": b"3", ns: b"4"}
+    for k, v in neighbours.items():
+        raw.set(k, v)
+    cache = two_tier(frontend, clock, server.url, ns)
+    async with frontend.open(cache) as c:
+        for i in range(2500):  # several SCAN / UNLINK batches
+            await c.insert(str(i).encode(), b"v")
+        assert await c.len() == 100  # the memory tier counts (primary)
+        await c.clear()
+        assert await c.get(b"7") is None
+    assert list(raw.scan_iter(match=f"{ns}:*")) == []
+    for k, v in neighbours.items():
+        assert raw.get(k) == v
+    raw.delete(*neighbours)
+
+
+async def test_glob_characters_in_namespace_are_literal(frontend, clock, server, raw) -> None:
+    ns = f"g*[{uuid.uuid4().hex[:6]}]?"
+    victim = ns.replace("*", "a").replace("?", "b").replace("[", "").replace("]", "")
+    raw.set(f"{victim}:k", b"keep")
+    cache = two_tier(frontend, clock, server.url, ns)
+    async with frontend.open(cache) as c:
+        await c.insert(b"k", b"v")
+        await c.clear()
+    assert raw.get(f"{ns}:k") is None
+    assert raw.get(f"{victim}:k") == b"keep"
+    raw.delete(f"{victim}:k")
+
+
+async def test_len_counts_this_namespace(frontend, clock, server, raw, ns) -> None:
+    raw.set(f"{ns}-not-mine:k", b"x")
+    cache = frontend.builder(clock).redis(server.url, namespace=ns).build()
+    async with frontend.open(cache) as c:
+        for i in range(1234):
+            await c.insert(str(i).encode(), b"v")
+        assert await c.len() == 1234
+        await c.clear()
+        assert await c.len() == 0
+    raw.delete(f"{ns}-not-mine:k")
+
+
+# -- outages and timeouts ------------------------------------------------------------
+
+
+async def test_outage_then_recovery(frontend, clock, own_server, ns) -> None:
+    cache = two_tier(frontend, clock, own_server.url, ns)
+    async with frontend.open(cache) as c:
+        await c.insert(b"hot", b"1")
+        assert (await c.get(b"hot")).value == b"1"
+
+        own_server.kill()
+        assert (await c.get(b"hot")).value == b"1"  # L1 keeps serving its hits
+        with pytest.raises(TierError) as info:
+            await c.get(b"cold")  # the miss reaches Redis: an error in the last tier is raised
+        assert info.value.tier == "redis"
+        assert isinstance(info.value.__cause__, (redis.exceptions.ConnectionError, TierError))
+        root = info.value.__cause__
+        while isinstance(root, TierError):
+            root = root.__cause__
+        assert isinstance(root, redis.exceptions.ConnectionError)
+
+        own_server.restart()  # same port, empty (no persistence)
+        assert await c.get(b"cold") is None  # the same cache reconnects
+        await c.insert(b"cold", b"2")
+        assert (await c.get(b"cold")).value == b"2"
+        assert (await c.get(b"hot")).value == b"1"
+
+
+class SilentServer:
+    """Accepts connections and never answers: every command times out."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self._stop = False
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        self.sock.settimeout(0.05)
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.conns.append(conn)
+
+    def close(self) -> None:
+        self._stop = True
+        self.thread.join()
+        for conn in self.conns:
+            conn.close()
+        self.sock.close()
+
+
+@pytest.fixture
+def silent() -> Iterator[SilentServer]:
+    s = SilentServer()
+    yield s
+    s.close()
+
+
+async def test_timeout_is_a_tier_error_within_the_timeout(frontend, clock, silent, ns) -> None:
+    url = f"redis://127.0.0.1:{silent.port}/0"
+    cache = two_tier(frontend, clock, url, ns, socket_timeout=0.2)
+    async with frontend.open(cache) as c:
+        t0 = time.monotonic()
+        with pytest.raises(TierError) as info:
+            await c.get(b"k")
+        elapsed = time.monotonic() - t0
+    assert info.value.tier == "redis" and info.value.__cause__ is not None
+    # One timeout, no retry on timeouts: well under redis-py's default retry schedule.
+    assert elapsed < 2.0
+
+
+def test_tier_errors_name_the_tier_and_chain_the_cause(own_server, ns) -> None:
+    tier = RedisTier.from_url(own_server.url, namespace=ns, name="l2")
+    try:
+        own_server.kill()
+        for op, args in (("get", (b"k",)), ("insert", (b"k", CacheEntry(b"v", 1.0))),
+                         ("invalidate", (b"k",)), ("clear", ()), ("len", ())):
+            with pytest.raises(TierError) as info:
+                getattr(tier, op)(*args)
+            assert info.value.tier == "l2" and info.value.operation == op
+            assert isinstance(info.value.__cause__, redis.exceptions.ConnectionError)
+    finally:
+        tier.close()
+
+
+# -- clients and flavours ------------------------------------------------------------
+
+
+def test_flavour_follows_the_client(server) -> None:
+    from cachet.tiers._redis import AsyncRedisTier, SyncRedisTier
+
+    sync_client = redis.Redis.from_url(server.url)
+    async_client = redis.asyncio.Redis.from_url(server.url)
+    try:
+        assert isinstance(RedisTier(sync_client), SyncRedisTier)
+        tier = RedisTier(async_client, namespace="x")
+        assert isinstance(tier, AsyncRedisTier) and isinstance(tier, RedisTier)
+        assert RedisTier.network is True
+        with pytest.raises(ValueError, match="namespace"):
+            RedisTier(sync_client, namespace="")
+    finally:
+        sync_client.close()
+
+
+async def test_callers_clients_stay_open(anyio_backend, server, ns) -> None:
+    sync_client = redis.Redis.from_url(server.url)
+    tier = RedisTier(sync_client, namespace=ns)
+    tier.insert(b"k", CacheEntry(b"v", 1.0))
+    tier.close()
+    assert sync_client.ping()  # still usable: the tier did not create it
+    if anyio_backend == "asyncio":
+        aclient = redis.asyncio.Redis.from_url(server.url)
+        atier = RedisTier(aclient, namespace=ns)
+        assert (await atier.get(b"k")).value == b"v"
+        await atier.aclose()
+        assert await aclient.ping()
+        await aclient.aclose()
+    else:
+        # redis.asyncio does not run on trio: a tier over it needs a blocking twin.
+        aclient = redis.asyncio.Redis.from_url(server.url)
+        atier = RedisTier(aclient, namespace=ns)
+        with pytest.raises(TierError, match="sync_client"):
+            await atier.get(b"k")
+        atier = RedisTier(aclient, namespace=ns, sync_client=sync_client)
+        assert (await atier.get(b"k")).value == b"v"
+        await atier.aclose()
+        assert sync_client.ping()
+    sync_client.delete(f"{ns}:k")
+    sync_client.close()
+
+
+# -- cluster -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RedisCluster]:
+    require_redis_server()
+    with RedisCluster() as c:
+        yield c
+
+
+async def test_cluster_round_trip_and_clear(frontend, clock, cluster, ns) -> None:
+    cache = two_tier(frontend, clock, cluster.url, ns, cluster=True)
+    async with frontend.open(cache) as c:
+        keys = [f"k{i}".encode() for i in range(300)]  # spread over every node's slots
+        for k in keys:
+            await c.insert(k, k * 2)
+        assert (await c.get(keys[5])).value == keys[5] * 2
+    client = redis.cluster.RedisCluster.from_url(cluster.url)
+    try:
+        assert len(list(client.scan_iter(match=f"{ns}:*"))) == 300
+        client.set(f"{ns}x:other", b"keep")
+        cache = two_tier(frontend, clock, cluster.url, ns, cluster=True)
+        async with frontend.open(cache) as c:
+            assert (await c.get(keys[7])).value == keys[7] * 2  # from Redis, fresh L1
+            await c.clear()
+            assert await c.get(keys[7]) is None
+        assert list(client.scan_iter(match=f"{ns}:*")) == []
+        assert client.get(f"{ns}x:other") == b"keep"
+        client.delete(f"{ns}x:other")
+    finally:
+        client.close()
+
+
+def test_insert_policy_never_on_l1_always_reads_redis(server, raw, ns, clock) -> None:
+    import cachet.sync
+
+    below = cachet.sync.Cache.builder(clock).redis(server.url, namespace=ns)
+    cache = (cachet.sync.Cache.builder(clock).memory(10).insert_policy(InsertPolicy.never())
+             .fallback(below).build())
+    with cache:
+        cache.insert(b"k", b"v")
+        assert cache.get(b"k").value == b"v"
+        raw.delete(f"{ns}:k")
+        assert cache.get(b"k") is None  # nothing was promoted
