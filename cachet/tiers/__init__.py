@@ -3,11 +3,12 @@
 from typing import TYPE_CHECKING, Any
 
 from ._memory import MemoryTier as MemoryTier
+from ._sqlite import SQLiteTier as SQLiteTier
 
 if TYPE_CHECKING:
     from ._redis import RedisTier as RedisTier
 
-__all__ = ["MemoryTier", "RedisTier"]
+__all__ = ["MemoryTier", "SQLiteTier", "RedisTier"]
 
 
 def __getattr__(name: str) -> Any:
