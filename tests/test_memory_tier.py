@@ -1,0 +1,88 @@
+"""The memory tier: eviction policies, weight bounds, age driven by the injected clock."""
+
+from __future__ import annotations
+
+import pytest
+
+from cachet import Cache, CacheEntry, InsertOutcome
+from cachet.testing import ManualClock
+from cachet.tiers import MemoryTier
+
+
+def fill(tier: MemoryTier, keys, now=0.0) -> None:
+    for k in keys:
+        assert tier.insert(k, CacheEntry(k, now)) is InsertOutcome.ACCEPTED
+
+
+def test_lru_evicts_least_recently_used() -> None:
+    tier = MemoryTier(3, policy="lru")
+    fill(tier, "abc")
+    tier.get("a")
+    fill(tier, "d")
+    assert tier.get("b") is None and tier.get("a") is not None and tier.len() == 3
+
+
+def test_fifo_evicts_first_inserted_even_if_read() -> None:
+    tier = MemoryTier(3, policy="fifo")
+    fill(tier, "abc")
+    tier.get("a")
+    fill(tier, "d")
+    assert tier.get("a") is None and tier.get("b") is not None
+
+
+def test_lfu_evicts_least_frequently_used() -> None:
+    tier = MemoryTier(3, policy="lfu")
+    fill(tier, "abc")
+    for _ in range(3):
+        tier.get("a")
+        tier.get("c")
+    fill(tier, "d")
+    assert tier.get("b") is None and tier.get("a") is not None
+
+
+def test_rr_stays_within_bound() -> None:
+    tier = MemoryTier(5, policy="rr")
+    fill(tier, range(50))
+    assert tier.len() == 5
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo", "lfu", "rr"])
+def test_weight_bound(policy) -> None:
+    tier = MemoryTier(policy=policy, max_size=10, getsizeof=lambda e: len(e.value))
+    for i in range(10):
+        tier.insert(i, CacheEntry("xxx"))  # weight 3 each
+    assert tier.len() == 3
+    assert tier.insert("big", CacheEntry("x" * 11)) is InsertOutcome.REJECTED
+
+
+def test_age_sweep_uses_the_injected_clock_and_keeps_fresh_entries() -> None:
+    clock = ManualClock(100.0)
+    tier = MemoryTier(10, clock=clock, ttl=10.0)
+    tier.insert("tier-ttl", CacheEntry("v", 100.0))
+    tier.insert("own-ttl", CacheEntry("v", 100.0, 30.0))
+    clock.set(110.0)  # equal to the ttl: still fresh (strict >)
+    assert tier.expire() == 0
+    clock.set(110.001)
+    assert tier.expire() == 1
+    assert tier.get("tier-ttl") is None and tier.get("own-ttl") is not None
+
+
+def test_evictions_and_expiry_show_in_stats() -> None:
+    clock = ManualClock(0.0)
+    cache = Cache.builder(clock).name("m").memory(2).ttl(5).build()
+    for k in "abc":
+        cache.insert(k, k)
+    stats = cache.stats()["tiers"]["m"]
+    assert stats["evictions"] == 1
+    clock.advance(6)
+    cache.insert("d", "d")  # the insert sweeps what age removed
+    assert cache.stats()["tiers"]["m"]["expired"] == 2
+
+
+def test_unbounded_memory_tier_keeps_everything() -> None:
+    tier = MemoryTier()
+    fill(tier, range(1000))
+    assert tier.len() == 1000
+    tier.invalidate(5)
+    tier.clear()
+    assert tier.len() == 0
