@@ -52,10 +52,13 @@ def ns() -> str:
     return f"t-{uuid.uuid4().hex[:12]}"
 
 
+SECRET = b"test secret"
+
+
 def two_tier(frontend: Any, clock: Any, url: str, ns: str, **redis_kw: Any) -> Any:
-    """Memory L1 over Redis L2, bytes keys and values (no serialization boundary)."""
+    """Memory L1 over a signed serialization boundary over Redis L2."""
     below = frontend.builder(clock).redis(url, namespace=ns, **redis_kw)
-    return frontend.builder(clock).memory(100).fallback(below).build()
+    return frontend.builder(clock).memory(100).serialize(secret=SECRET).fallback(below).build()
 
 
 # -- round trips ---------------------------------------------------------------------
@@ -64,42 +67,43 @@ def two_tier(frontend: Any, clock: Any, url: str, ns: str, **redis_kw: Any) -> A
 async def test_round_trip_and_promotion(frontend, clock, server, raw, ns) -> None:
     cache = two_tier(frontend, clock, server.url, ns)
     async with frontend.open(cache) as c:
-        await c.insert(b"k", b"v")
-        stored = raw.get(f"{ns}:k".encode())
-        assert stored is not None and stored.endswith(b"v")
-        assert (await c.get(b"k")).value == b"v"
+        value = {"id": 7, "tags": ("a", "b"), "blob": b"\x00\xff", "score": 1.5, "none": None}
+        await c.insert("k", value)
+        await c.insert(("user", 42), [1, 2, 3])
+        stored = raw.get(f"{ns}:k".encode())  # str keys read as themselves in Redis
+        assert stored is not None and stored[0] == 0xCA
+        assert (await c.get("k")).value == value
 
     # A second cache over the same namespace starts with an empty L1: the hit comes
     # from Redis, keeps its stamp, and is promoted into L1.
     cache2 = two_tier(frontend, clock, server.url, ns)
     async with frontend.open(cache2) as c:
-        entry = await c.get(b"k")
-        assert entry == CacheEntry(b"v", clock.now(), None)
+        entry = await c.get("k")
+        assert entry == CacheEntry(value, clock.now(), None)
+        assert (await c.get(("user", 42))).value == [1, 2, 3]
         raw.delete(f"{ns}:k".encode())
-        assert (await c.get(b"k")).value == b"v"  # served by L1 now
-        stats = c.stats() if frontend.is_sync else cache2.stats()
-        assert stats is not None
+        assert (await c.get("k")).value == value  # promoted: served by L1 now
 
 
 async def test_miss_invalidate_and_entry_ttl(frontend, clock, server, ns) -> None:
     cache = two_tier(frontend, clock, server.url, ns)
     async with frontend.open(cache) as c:
-        assert await c.get(b"absent") is None
-        await c.insert(b"k", CacheEntry.expires_after(b"v", 10))
-        await c.invalidate(b"k")
-        assert await c.get(b"k") is None
-        await c.insert(b"k", CacheEntry.expires_after(b"v", 10))
+        assert await c.get("absent") is None
+        await c.insert("k", CacheEntry.expires_after(b"v", 10))
+        await c.invalidate("k")
+        assert await c.get("k") is None
+        await c.insert("k", CacheEntry.expires_after(b"v", 10))
         clock.advance(10)
-        assert (await c.get(b"k")).value == b"v"  # equal is still fresh
+        assert (await c.get("k")).value == b"v"  # equal is still fresh
         clock.advance(0.001)
-        assert await c.get(b"k") is None
+        assert await c.get("k") is None
 
 
 async def test_server_side_expiry_from_entry_ttl(frontend, clock, server, raw, ns) -> None:
     cache = two_tier(frontend, clock, server.url, ns)
     async with frontend.open(cache) as c:
-        await c.insert(b"short", CacheEntry.expires_after(b"v", 30))
-        await c.insert(b"forever", b"v")
+        await c.insert("short", CacheEntry.expires_after(b"v", 30))
+        await c.insert("forever", b"v")
     pttl = raw.pttl(f"{ns}:short".encode())
     assert 30_000 < pttl <= 31_001  # the ttl, plus the 1 s default slack
     assert raw.pttl(f"{ns}:forever".encode()) == -1  # no ttl: no expiry
@@ -108,7 +112,7 @@ async def test_server_side_expiry_from_entry_ttl(frontend, clock, server, raw, n
 def test_server_side_expiry_never_before_the_core_would(server, raw, ns, clock) -> None:
     tier = RedisTier.from_url(server.url, namespace=ns, expiry_slack=0)
     try:
-        tier.attach(ttl=60, clock=clock)
+        tier.bind_cache(ttl=60, clock=clock)
         tier.insert(b"tier-ttl", CacheEntry(b"v", clock.now()))
         assert 59_000 < raw.pttl(f"{ns}:tier-ttl".encode()) <= 60_001
         # With the cache's clock, the expiry is what remains of the entry's life.
@@ -182,15 +186,20 @@ async def test_glob_characters_in_namespace_are_literal(frontend, clock, server,
     raw.delete(f"{victim}:k")
 
 
-async def test_len_counts_this_namespace(frontend, clock, server, raw, ns) -> None:
+async def test_len_counts_this_namespace(anyio_backend, server, raw, ns) -> None:
     raw.set(f"{ns}-not-mine:k", b"x")
-    cache = frontend.builder(clock).redis(server.url, namespace=ns).build()
-    async with frontend.open(cache) as c:
+    sync_tier = RedisTier.from_url(server.url, namespace=ns)
+    async_tier = RedisTier.from_url(server.url, namespace=ns, asynchronous=True)
+    try:
         for i in range(1234):
-            await c.insert(str(i).encode(), b"v")
-        assert await c.len() == 1234
-        await c.clear()
-        assert await c.len() == 0
+            sync_tier.insert(str(i).encode(), CacheEntry(b"v", 1.0))
+        assert sync_tier.len() == 1234
+        assert await async_tier.len() == 1234
+        await async_tier.clear()
+        assert await async_tier.len() == 0 and sync_tier.len() == 0
+    finally:
+        sync_tier.close()
+        await async_tier.aclose()
     raw.delete(f"{ns}-not-mine:k")
 
 
@@ -369,9 +378,99 @@ def test_insert_policy_never_on_l1_always_reads_redis(server, raw, ns, clock) ->
 
     below = cachet.sync.Cache.builder(clock).redis(server.url, namespace=ns)
     cache = (cachet.sync.Cache.builder(clock).memory(10).insert_policy(InsertPolicy.never())
-             .fallback(below).build())
+             .serialize(secret=SECRET).fallback(below).build())
     with cache:
-        cache.insert(b"k", b"v")
-        assert cache.get(b"k").value == b"v"
-        raw.delete(f"{ns}:k")
-        assert cache.get(b"k") is None  # nothing was promoted
+        cache.insert("k", "v")
+        assert cache.get("k").value == "v"
+        assert raw.delete(f"{ns}:k") == 1
+        assert cache.get("k") is None  # nothing was promoted
+
+
+# -- the security default ------------------------------------------------------------
+
+
+class Touch:
+    """Unpickling this creates a file: proof that a payload was unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        import pathlib
+
+        return (pathlib.Path.touch, (pathlib.Path(self.path),))
+
+
+def planted_payloads(path: str) -> dict[str, bytes]:
+    """What an attacker who can write to Redis might put under the cache's key."""
+    import pickle
+
+    from cachet.serialize import PickleCodec, Serializer
+    from cachet.tiers._redis import encode_record
+
+    bare = pickle.dumps(Touch(path))
+    unsigned_frame = Serializer(PickleCodec()).dumps(Touch(path))
+    other_secret = Serializer(PickleCodec(), secret=b"another secret").dumps(Touch(path))
+    return {
+        "bare pickle": bare,
+        "record around a bare pickle": encode_record(CacheEntry(bare, 1.0)),
+        "record around an unsigned frame": encode_record(CacheEntry(unsigned_frame, 1.0)),
+        "record signed with another secret": encode_record(CacheEntry(other_secret, 1.0)),
+    }
+
+
+async def test_planted_pickle_is_not_unpickled(frontend, clock, server, raw, ns, tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    cache = two_tier(frontend, clock, server.url, ns)
+    async with frontend.open(cache) as c:
+        for what, payload in planted_payloads(str(marker)).items():
+            raw.set(f"{ns}:k", payload)
+            assert await c.get("k") is None, what  # a soft failure: a miss
+            assert not marker.exists(), f"{what} was unpickled"
+        await c.insert("k", "fine")  # and the key still works
+        assert (await c.get("k")).value == "fine"
+
+
+async def test_planted_pickle_would_run_if_unsigned_were_allowed(
+    frontend, clock, server, raw, ns, tmp_path
+) -> None:
+    # The control for the test above: the same payload does run under the opt-in.
+    marker = tmp_path / "pwned"
+    below = frontend.builder(clock).redis(server.url, namespace=ns)
+    cache = (frontend.builder(clock).memory(10).serialize(allow_unsigned_pickle=True)
+             .fallback(below).build())
+    async with frontend.open(cache) as c:
+        raw.set(f"{ns}:k", planted_payloads(str(marker))["record around an unsigned frame"])
+        await c.get("k")
+    assert marker.exists()
+
+
+def test_builder_refuses_unsigned_pickle_over_redis(frontend, server, ns) -> None:
+    from cachet.serialize import JsonCodec
+
+    def stack(**serialize: Any) -> Any:
+        below = frontend.builder().redis(server.url, namespace=ns)
+        return frontend.builder().memory(10).serialize(**serialize).fallback(below)
+
+    with pytest.raises(ValueError, match="secret"):
+        stack().build()
+    with pytest.raises(ValueError, match="allow_unsigned_pickle"):
+        frontend.builder().redis(server.url, namespace=ns).build()  # implicit codec: pickle
+    for ok in (stack(secret="s"), stack(allow_unsigned_pickle=True), stack(codec=JsonCodec())):
+        cache = ok.build()
+        if frontend.is_sync:
+            cache.close()
+
+
+async def test_builder_ttl_and_name_reach_the_tier(frontend, clock, server, raw, ns) -> None:
+    below = frontend.builder(clock).redis(server.url, namespace=ns).name("l2").ttl(120)
+    cache = (frontend.builder(clock).memory(10).ttl(60).serialize(secret=SECRET)
+             .fallback(below).build())
+    async with frontend.open(cache) as c:
+        await c.insert("k", "v")
+        assert 120_000 < raw.pttl(f"{ns}:k") <= 121_001
+        clock.advance(100)
+        assert (await c.get("k")).value == "v"  # L1 expired, Redis still fresh at 100 s
+        clock.advance(20.001)
+        assert await c.get("k") is None  # the core judges expiry, Redis only frees memory
+        assert raw.exists(f"{ns}:k")

@@ -12,7 +12,7 @@ Design (the why behind the shape):
    plus ``expiry_slack``. Since a stored entry is stamped at or before "now", its ttl
    is an upper bound on what remains of its life, so Redis never drops an entry the
    core still counts fresh, whatever clock the cache uses. Given the cache's clock
-   (``attach``), the remaining life is computed exactly. The slack covers clock skew
+   (``bind_cache``, called by the builder), the remaining life is computed exactly. The slack covers clock skew
    between hosts sharing the namespace.
 3. **Keys are ``<namespace>:<key>``**; ``clear()`` and ``len()`` walk only this
    namespace with ``SCAN MATCH`` (glob characters in the namespace are escaped), and
@@ -158,7 +158,7 @@ class RedisTier:
     or a ``redis.asyncio.Redis`` / ``redis.asyncio.cluster.RedisCluster`` (giving an
     :class:`AsyncRedisTier`). Keys and values are bytes; keys are stored as
     ``<namespace>:<key>``. ``ttl`` is the server-side expiry for entries without their
-    own ttl (the builder sets it from ``.ttl()`` through :meth:`attach`). The client you
+    own ttl (the builder sets it from ``.ttl()`` through :meth:`bind_cache`). The client you
     pass stays yours: ``close()`` closes only clients the tier created.
 
     Usually built through the builder::
@@ -174,6 +174,9 @@ class RedisTier:
 
     network = True
     """A tier shared over the network: unsigned pickles are refused above it."""
+
+    bytes_only = True
+    """Stores bytes only: with no ``.serialize()`` above, the builder adds the default codec."""
 
     def __new__(cls, client: Any = None, *args: Any, **kwargs: Any) -> RedisTier:
         if cls is RedisTier:
@@ -258,12 +261,19 @@ class RedisTier:
 
     _owns = False
 
-    def attach(self, *, ttl: float | None = None, clock: Clock | None = None) -> None:
-        """Learn the tier ttl and the cache's clock from the builder (for server-side expiry)."""
-        if ttl is not None:
-            self.ttl = ttl
+    def bind_cache(self, *, clock: Clock | None = None, ttl: float | None = None,
+                   name: str | None = None) -> None:
+        """Learn the cache's clock, this tier's ttl and its name (the builder calls this).
+
+        The clock makes server-side expiry exact; the ttl is the expiry of entries without
+        their own; the name is what :class:`cachet.TierError` reports.
+        """
         if clock is not None:
             self.clock = clock
+        if ttl is not None:
+            self.ttl = ttl
+        if name is not None:
+            self.name = name
 
     def key(self, key: bytes) -> bytes:
         """The Redis key under which ``key`` is stored: ``<namespace>:<key>``."""
@@ -468,7 +478,8 @@ class AsyncRedisTier(RedisTier):
             tier = SyncRedisTier(client, namespace=self.namespace, name=self.name)
             tier._owns = owned
             self._sync = tier
-        tier.ttl, tier.clock, tier.expiry_slack = self.ttl, self.clock, self.expiry_slack
+        tier.ttl, tier.clock, tier.expiry_slack, tier.name = (
+            self.ttl, self.clock, self.expiry_slack, self.name)
         return tier
 
     def _loop_or_none(self) -> asyncio.AbstractEventLoop | None:
