@@ -1,0 +1,384 @@
+"""SQLiteTier: a real file, real threads and processes (SPEC §7 "SQLite")."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cachet import CacheEntry, InsertOutcome, ManualClock, TierError
+from cachet.serialize import encode_key
+from cachet.tiers import SQLiteTier
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "cache.db")
+
+
+def l2(frontend, clock, db: str, **kw):
+    return frontend.builder(clock).name("l2").sqlite(db, **kw)
+
+
+# -- the tier on its own ---------------------------------------------------------------
+
+
+def test_bytes_round_trip_and_entry_fields(db: str) -> None:
+    with SQLiteTier(db) as tier:
+        assert tier.get(b"k") is None
+        assert tier.insert(b"k", CacheEntry(b"\x00v", cached_at=10.0, ttl=None)) is InsertOutcome.ACCEPTED
+        assert tier.get(b"k") == CacheEntry(b"\x00v", 10.0, None)
+        tier.insert(b"k", CacheEntry(b"w", cached_at=11.0))
+        assert tier.get(b"k") == CacheEntry(b"w", 11.0, None)
+        assert tier.len() == 1
+        tier.invalidate(b"k")
+        assert tier.get(b"k") is None and tier.len() == 0
+
+
+def test_memory_database_works_too() -> None:
+    tier = SQLiteTier()
+    tier.insert(b"a", CacheEntry(b"1", cached_at=0.0))
+    assert tier.get(b"a") == CacheEntry(b"1", 0.0, None)
+    tier.close()
+
+
+@pytest.mark.parametrize("call", [
+    lambda t: t.get("k"),
+    lambda t: t.insert("k", CacheEntry(b"v", cached_at=0.0)),
+    lambda t: t.insert(b"k", CacheEntry("v", cached_at=0.0)),
+    lambda t: t.invalidate(1),
+])
+def test_non_bytes_say_to_add_a_boundary(db: str, call) -> None:
+    with SQLiteTier(db) as tier, pytest.raises(TypeError, match=r"serialize\(\)"):
+        call(tier)
+
+
+def test_namespaces_share_a_file_but_not_keys(db: str) -> None:
+    with SQLiteTier(db, namespace="a") as a, SQLiteTier(db, namespace="b") as b:
+        a.insert(b"k", CacheEntry(b"a", cached_at=0.0))
+        b.insert(b"k", CacheEntry(b"b", cached_at=0.0))
+        assert a.get(b"k").value == b"a" and b.get(b"k").value == b"b"
+        a.clear()
+        assert a.get(b"k") is None and a.len() == 0
+        assert b.get(b"k").value == b"b" and b.len() == 1
+
+
+@pytest.mark.parametrize("kw", [{"namespace": ""}, {"timeout": 0}, {"max_entries": 0},
+                                {"max_entries": 1.5}, {"sweep_interval": -1}, {"ttl": 0}])
+def test_bad_arguments_are_value_errors(kw: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        SQLiteTier(**kw)  # type: ignore[arg-type]
+
+
+def test_closed_tier_raises_tier_error_and_close_is_idempotent(db: str) -> None:
+    tier = SQLiteTier(db, name="l2")
+    tier.insert(b"k", CacheEntry(b"v", cached_at=0.0))
+    tier.close()
+    tier.close()
+    with pytest.raises(TierError, match="closed") as info:
+        tier.get(b"k")
+    assert info.value.tier == "l2"
+
+
+# -- expiry, sweeping, the size bound --------------------------------------------------
+
+
+def test_expiry_is_honoured_on_read_with_the_strict_rule(db: str) -> None:
+    clock = ManualClock(1000.0)
+    with SQLiteTier(db, clock=clock, ttl=10.0) as tier:
+        tier.insert(b"tier-ttl", CacheEntry(b"a", cached_at=1000.0))
+        tier.insert(b"own-ttl", CacheEntry(b"b", cached_at=1000.0, ttl=2.0))
+        tier.insert(b"future", CacheEntry(b"c", cached_at=1005.0))
+        clock.advance(2.0)
+        assert tier.get(b"own-ttl") is not None  # now - cached_at == ttl: still fresh
+        assert tier.get(b"future") is None  # cached_at in the future counts as expired
+        clock.advance(0.001)
+        assert tier.get(b"own-ttl") is None
+        assert tier.get(b"tier-ttl") is not None
+        clock.set(1010.0)
+        assert tier.get(b"tier-ttl") is not None
+        clock.set(1010.001)
+        assert tier.get(b"tier-ttl") is None
+        assert tier.len() == 3  # expired rows read as misses; the sweep removes them
+
+
+def test_sweep_removes_expired_rows_so_the_file_does_not_grow(db: str) -> None:
+    clock = ManualClock(0.0)
+    with SQLiteTier(db, clock=clock, sweep_interval=5.0) as tier:
+        for i in range(50):
+            tier.insert(b"%d" % i, CacheEntry(b"v", cached_at=0.0, ttl=1.0))
+        tier.insert(b"forever", CacheEntry(b"v", cached_at=0.0))
+        assert tier.len() == 51
+        clock.advance(3.0)
+        tier.insert(b"x", CacheEntry(b"v", cached_at=3.0, ttl=1.0))
+        assert tier.len() == 52  # the first insert swept (nothing expired yet); next sweep not due
+        clock.advance(3.0)  # t=6: past the sweep interval
+        tier.insert(b"y", CacheEntry(b"v", cached_at=6.0, ttl=100.0))
+        assert tier.len() == 2
+        assert tier.get(b"forever") is not None and tier.get(b"y") is not None
+
+
+def test_max_entries_evicts_oldest_first(db: str) -> None:
+    with SQLiteTier(db, max_entries=5) as tier:
+        for i in range(12):
+            tier.insert(b"%d" % i, CacheEntry(b"v", cached_at=float(i)))
+            assert tier.len() <= 5
+        assert [tier.get(b"%d" % i) is not None for i in range(12)] == [False] * 7 + [True] * 5
+        tier.insert(b"8", CacheEntry(b"again", cached_at=20.0))  # rewriting makes it the newest
+        tier.insert(b"12", CacheEntry(b"v", cached_at=21.0))  # evicts 7
+        tier.insert(b"13", CacheEntry(b"v", cached_at=22.0))  # evicts 9, not the rewritten 8
+        assert tier.get(b"7") is None and tier.get(b"9") is None
+        assert tier.get(b"8").value == b"again" and tier.get(b"10") is not None
+
+
+def test_builder_passes_clock_and_tier_ttl(db: str) -> None:
+    from cachet import Cache
+
+    clock = ManualClock(50.0)
+    cache = Cache.builder(clock).memory(10).fallback(Cache.builder(clock).sqlite(db).ttl(5)).build()
+    with cache:
+        cache.insert("k", "v")
+    with SQLiteTier(db, clock=clock, ttl=5.0) as raw:
+        row = raw.get(encode_key("k"))
+        assert row is not None and row.cached_at == 50.0 and row.ttl is None
+        clock.advance(5.5)
+        assert raw.get(encode_key("k")) is None
+
+
+# -- failures are TierErrors, within the timeout ---------------------------------------
+
+
+def test_lock_held_beyond_the_timeout_is_a_tier_error(db: str) -> None:
+    with SQLiteTier(db, timeout=0.2, name="l2") as tier:
+        tier.insert(b"k", CacheEntry(b"v", cached_at=0.0))
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(TierError, match="locked") as info:
+                tier.insert(b"k2", CacheEntry(b"v", cached_at=0.0))
+            assert time.monotonic() - t0 < 3.0
+            assert info.value.tier == "l2" and isinstance(info.value.__cause__, sqlite3.OperationalError)
+            assert tier.get(b"k") is not None  # WAL: readers are not blocked by the writer
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        tier.insert(b"k2", CacheEntry(b"v", cached_at=0.0))  # and it recovers
+
+
+def test_locked_file_on_a_cold_start_is_a_tier_error_not_a_hang(db: str) -> None:
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("PRAGMA locking_mode = EXCLUSIVE")
+    holder.execute("CREATE TABLE t (x)")  # takes and keeps the exclusive lock
+    try:
+        with SQLiteTier(db, timeout=0.2) as tier:
+            t0 = time.monotonic()
+            with pytest.raises(TierError):
+                tier.get(b"k")
+            assert time.monotonic() - t0 < 3.0
+    finally:
+        holder.close()
+
+
+@pytest.mark.parametrize("content", [b"this is not a database" * 100, b"SQLite format 3\x00" + b"\xff" * 4000])
+def test_corrupt_file_is_a_tier_error(db: str, content: bytes) -> None:
+    Path(db).write_bytes(content)
+    with SQLiteTier(db, timeout=0.2, name="l2") as tier:
+        for call in (lambda: tier.get(b"k"), lambda: tier.insert(b"k", CacheEntry(b"v", cached_at=0.0)),
+                     tier.len, tier.clear):
+            with pytest.raises(TierError) as info:
+                call()
+            assert info.value.tier == "l2"
+
+
+async def test_corrupt_l2_surfaces_as_tier_error_through_the_cache(frontend, clock, db: str) -> None:
+    Path(db).write_bytes(b"garbage" * 1000)
+    cache = frontend.builder(clock).memory(10).fallback(l2(frontend, clock, db, timeout=0.2)).build()
+    async with frontend.open(cache) as c:
+        with pytest.raises(TierError) as info:
+            await c.get("k")
+        assert info.value.tier == "l2"
+
+
+# -- threads and processes -------------------------------------------------------------
+
+
+def test_many_threads_on_one_tier(db: str) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(8)
+
+    with SQLiteTier(db, max_entries=10_000) as tier:
+        def work(t: int) -> None:
+            try:
+                barrier.wait()
+                for i in range(100):
+                    key = b"%d-%d" % (t, i)
+                    tier.insert(key, CacheEntry(key, cached_at=0.0))
+                    got = tier.get(key)
+                    assert got is not None and got.value == key
+                    tier.get(b"%d-%d" % ((t + 1) % 8, i))
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert not errors
+        assert tier.len() == 800
+
+
+_WORKER = """
+import sys, time
+from cachet import Cache
+path, worker, start = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+while time.time() < start:  # start together: a cold start on one file
+    pass
+cache = Cache.builder().memory(10).fallback(Cache.builder().sqlite(path, timeout=10)).build()
+with cache:
+    for i in range(200):
+        cache.insert(("w", worker, i), {"worker": worker, "i": i})
+        cache.get(("w", 1 - worker, i))
+    for i in range(200):
+        assert cache.get(("w", worker, i)).value == {"worker": worker, "i": i}
+print("ok")
+"""
+
+
+def _spawn_workers(db: str, n: int) -> list[subprocess.Popen[str]]:
+    start = time.time() + 1.0
+    return [subprocess.Popen([sys.executable, "-c", _WORKER, db, str(w), str(start)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for w in range(n)]
+
+
+def test_cold_start_and_concurrent_writes_by_two_processes(db: str) -> None:
+    assert not os.path.exists(db)
+    procs = _spawn_workers(db, 2)
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        assert out.strip() == "ok"
+    with SQLiteTier(db) as tier:
+        assert tier.len() == 400
+
+
+async def test_two_processes_share_one_file(frontend, clock, db: str) -> None:
+    """Another process writes; this process (sync, asyncio or trio) reads it from the L2."""
+    script = (
+        "import sys; from cachet import Cache\n"
+        "c = Cache.builder().memory(10).fallback(Cache.builder().sqlite(sys.argv[1])).build()\n"
+        "with c:\n"
+        "    c.insert(('user', 7), {'name': 'ada'})\n"
+        "    c.insert('gone', 1)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, db], check=True, timeout=60)
+    cache = frontend.builder().memory(10).fallback(l2(frontend, None, db)).build()
+    async with frontend.open(cache) as c:
+        entry = await c.get(("user", 7.0))
+        assert entry is not None and entry.value == {"name": "ada"}
+        await c.invalidate("gone")
+        await c.insert(("user", 8), "from the parent")
+    check = (
+        "import sys; from cachet import Cache\n"
+        "c = Cache.builder().memory(10).fallback(Cache.builder().sqlite(sys.argv[1])).build()\n"
+        "with c:\n"
+        "    assert c.get('gone') is None\n"
+        "    print(c.get(('user', 8)).value)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", check, db], check=True, timeout=60,
+                         capture_output=True, text=True).stdout
+    assert out.strip() == "from the parent"
+
+
+# -- through the cache, on every frontend ----------------------------------------------
+
+
+async def test_sqlite_l2_through_the_cache(frontend, clock, db: str) -> None:
+    cache = (frontend.builder(clock).memory(10).ttl(5)
+             .fallback(l2(frontend, clock, db).ttl(60)).build())
+    async with frontend.open(cache) as c:
+        await c.insert(("u", 1), {"langs": ["py"]})
+        clock.advance(6)  # L1 copy expired, L2 still fresh
+        entry = await c.get(("u", 1))
+        assert entry is not None and entry.value == {"langs": ["py"]}
+        assert cache.stats()["tiers"]["l2"]["hits"] == 1
+        clock.advance(55)  # 61 s after the insert: past the L2 ttl too
+        assert await c.get(("u", 1)) is None
+        assert await c.len() >= 0
+        await c.insert("x", 1)
+        await c.clear()
+        assert await c.get("x") is None
+
+
+async def test_l2_survives_a_restart(frontend, clock, db: str) -> None:
+    first = frontend.builder(clock).memory(10).fallback(l2(frontend, clock, db)).build()
+    async with frontend.open(first) as c:
+        await c.insert("k", [1, 2, 3])
+    calls: list[int] = []
+    second = frontend.builder(clock).memory(10).fallback(l2(frontend, clock, db)).build()
+    async with frontend.open(second) as c:
+        entry = await c.get_or_insert("k", frontend.factory(lambda: calls.append(1) or [0]))
+        assert entry.value == [1, 2, 3] and calls == []
+
+
+async def test_cache_close_closes_the_sqlite_connections(frontend, clock, db: str) -> None:
+    cache = frontend.builder(clock).memory(10).fallback(l2(frontend, clock, db)).build()
+    tier = cache._core.levels[1].tier.inner
+    assert isinstance(tier, SQLiteTier)
+    async with frontend.open(cache) as c:
+        await c.insert("k", 1)
+    with pytest.raises(TierError, match="closed"):
+        tier.get(b"k")
+
+
+async def test_signed_sqlite_l2_refuses_rows_written_unsigned(frontend, clock, db: str) -> None:
+    plain = frontend.builder(clock).memory(10).fallback(l2(frontend, clock, db)).build()
+    async with frontend.open(plain) as c:
+        await c.insert("k", "unsigned")
+    signed = (frontend.builder(clock).memory(10).serialize(secret=b"s")
+              .fallback(l2(frontend, clock, db)).build())
+    async with frontend.open(signed) as c:
+        assert await c.get("k") is None
+        assert signed._core.levels[1].tier.decode_errors == 1
+        await c.insert("k", "signed")
+        await c.invalidate("other")
+    async with frontend.open(frontend.builder(clock).memory(10).serialize(secret=b"s")
+                             .fallback(l2(frontend, clock, db)).build()) as c:
+        assert (await c.get("k")).value == "signed"
+
+
+def test_storage_sqlite_tier_also_gets_the_default_codec(db: str) -> None:
+    from cachet import Cache
+
+    cache = Cache.builder().memory(10).fallback(SQLiteTier(db)).build()
+    with cache:
+        cache.insert(("a", 1), {"v": 1})
+    with SQLiteTier(db) as raw:
+        assert raw.get(encode_key(("a", 1))) is not None
+
+
+# -- the demo --------------------------------------------------------------------------
+
+
+def test_demo_runs_and_its_l2_survives_a_restart(tmp_path: Path) -> None:
+    path = str(tmp_path / "demo.db")
+
+    def loads() -> int:
+        out = subprocess.run([sys.executable, "-m", "cachet", "demo", "--path", path, "--clients", "4"],
+                             check=True, timeout=60, capture_output=True, text=True).stdout
+        line = next(ln for ln in out.splitlines() if ln.startswith("loads this run:"))
+        assert "answers agree: True" in line
+        assert "sync:" in out and "asyncio:" in out and "coalesced waits" in out and "refreshes" in out
+        return int(line.split(":")[1].split()[0])
+
+    assert loads() > 0
+    assert loads() == 0
