@@ -22,10 +22,10 @@ import anyio
 import cachetools
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import interleaved, table  # noqa: E402
+from _timing import interleaved, table
 
-import cachet  # noqa: E402
-from cachet.testing import MockTier  # noqa: E402
+import cachet
+from cachet.testing import MockTier
 
 
 def sync_rows() -> str:

@@ -108,12 +108,11 @@ async def test_loader_error_reaches_waiters_and_nothing_hangs() -> None:
         except ValueError as exc:
             errors.append(exc)
 
-    async with cache:
-        async with anyio.create_task_group() as tg:
-            for _ in range(10):
-                tg.start_soon(call)
-            await anyio.wait_all_tasks_blocked()
-            release.set()
+    async with cache, anyio.create_task_group() as tg:
+        for _ in range(10):
+            tg.start_soon(call)
+        await anyio.wait_all_tasks_blocked()
+        release.set()
     assert len(errors) == 10 and len({id(e) for e in errors}) == 1
     assert len(cache._core.flights) == 0
 

@@ -170,7 +170,7 @@ async def test_get_and_invalidate_coalesce(frontend, clock) -> None:
     l2 = GatedTier(gate) if frontend.is_sync else AsyncGatedTier(gate)
     cache = (frontend.builder(clock).memory(10)
              .fallback(frontend.builder(clock).storage(l2)).stampede_protection().build())
-    async with frontend.open(cache) as c:
+    async with frontend.open(cache):
         if frontend.is_sync:
             threads, results, _ = await run_concurrently(frontend, 8, lambda i: cache.get("k"))
             wait_until(lambda: flight_waiters(cache, "cache.get", "k") == 7, "gets to coalesce")

@@ -23,12 +23,11 @@ async def test_program_loads_once_for_many_tasks(autojump_clock: trio.testing.Mo
     calls: list[str] = []
     cache = cachet.AsyncCache.builder(ManualClock()).memory(100).ttl(60).stampede_protection().build()
     results: list[dict[str, str]] = []
-    async with cache:
-        async with trio.open_nursery() as nursery:
-            for _ in range(50):
-                async def one() -> None:
-                    results.append(await fetch_profile(cache, "ada", calls))
-                nursery.start_soon(one)
+    async with cache, trio.open_nursery() as nursery:
+        for _ in range(50):
+            async def one() -> None:
+                results.append(await fetch_profile(cache, "ada", calls))
+            nursery.start_soon(one)
     assert calls == ["ada"]
     assert results == [{"user": "ada"}] * 50
 

@@ -13,7 +13,7 @@ from typing import Any
 class Call:
     """Call a tier operation: ``fn(*args)`` (sync) or ``await fn(*args)`` (aio)."""
 
-    __slots__ = ("fn", "args")
+    __slots__ = ("args", "fn")
 
     def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
         self.fn = fn

@@ -15,7 +15,7 @@ _PENDING: Any = object()
 class Flight:
     """One shared execution of ``(operation, key)`` and its outcome for every waiter."""
 
-    __slots__ = ("op", "key", "signal", "value", "error", "waiters")
+    __slots__ = ("error", "key", "op", "signal", "value", "waiters")
 
     def __init__(self, op: str, key: Hashable, signal: Any) -> None:
         self.op = op

@@ -25,8 +25,21 @@ class Level:
     """A tier in a stack: its operations (sync or async callables) and its policies."""
 
     __slots__ = (
-        "name", "tier", "get", "insert", "invalidate", "clear", "length",
-        "ttl", "ttr", "spawner", "policy", "eager", "index", "is_fallback", "inline",
+        "clear",
+        "eager",
+        "get",
+        "index",
+        "inline",
+        "insert",
+        "invalidate",
+        "is_fallback",
+        "length",
+        "name",
+        "policy",
+        "spawner",
+        "tier",
+        "ttl",
+        "ttr",
     )
 
     def __init__(

@@ -25,7 +25,7 @@ class InsertPolicy:
     False
     """
 
-    __slots__ = ("_pred", "_name")
+    __slots__ = ("_name", "_pred")
 
     def __init__(self, pred: Callable[[CacheEntry[Any]], bool] | None, name: str) -> None:
         self._pred = pred

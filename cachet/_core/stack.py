@@ -89,7 +89,7 @@ class Core:
 
     def make_hit(
         self, miss: Callable[[Hashable], Any] = _never_hit
-    ) -> Callable[[Hashable], CacheEntry[Any] | None]:
+    ) -> Callable[[Hashable], Any]:
         """Inline form of ``Level.expired`` / ``Level.stale`` for the primary tier.
 
         The result returns a fresh, not stale primary entry, else ``miss(key)`` (by
@@ -113,7 +113,7 @@ class Core:
         # Two copies of one body, to keep the hit to a single frame: the sync frontend's
         # (under the tier's lock) and the aio frontend's (the memory tier is only touched
         # on the event loop's thread, so no lock). Keep them identical but for the lock.
-        def locked_hit(key: Hashable) -> CacheEntry[Any] | None:
+        def locked_hit(key: Hashable) -> Any:
             with lock:
                 entry = get(key)
                 if entry is not None and touch is not None:
@@ -131,9 +131,9 @@ class Core:
                 if ttr is not None and at is not None and (t < at or t - at >= ttr):
                     return miss(key)
             counts[0] += 1
-            return entry  # type: ignore[no-any-return]
+            return entry
 
-        def unlocked_hit(key: Hashable) -> CacheEntry[Any] | None:
+        def unlocked_hit(key: Hashable) -> Any:
             entry = get(key)
             if entry is None:
                 return miss(key)
@@ -150,7 +150,7 @@ class Core:
                 if ttr is not None and at is not None and (t < at or t - at >= ttr):
                     return miss(key)
             counts[0] += 1
-            return entry  # type: ignore[no-any-return]
+            return entry
 
         return locked_hit if self.threaded else unlocked_hit
 

@@ -41,7 +41,7 @@ class Cache(Generic[K, V]):
         self._core = core
         self._hit = core.hit
         # The hit path of get() as one frame: the core's hit with our slow path as its miss.
-        self.get = core.make_hit(self._get_slow)  # type: ignore[method-assign]
+        self.get = core.make_hit(self._get_slow)  # type: ignore[method-assign, assignment, arg-type]
         self._owned = owned
         self._executor: Executor | None = None
         self._executor_lock = threading.Lock()
