@@ -792,3 +792,38 @@ def test_core_clock_going_backwards_restarts_the_cooldown() -> None:
     assert core.state is BreakerState.OPEN
     clock.set(55)
     assert core.state is BreakerState.HALF_OPEN
+
+
+def test_breaker_allows_a_single_probe_across_threads(clock: ManualClock) -> None:
+    mock = MockTier()
+    inner = as_service(mock)
+    gate = threading.Event()
+    probing = threading.Event()
+
+    def svc(request: Any) -> Any:
+        if isinstance(request, GetRequest) and request.key == "slow":
+            probing.set()
+            gate.wait(GUARD)
+        return inner(request)
+
+    breaker = make_breaker(clock, failure_threshold=1)
+    guarded = breaker(svc)
+    mock.fail_when(lambda request: True)
+    with pytest.raises(MockTierError):
+        guarded(GetRequest("k"))
+    mock.clear_failures()
+    clock.advance(5)
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        probe = pool.submit(guarded, GetRequest("slow"))
+        try:
+            assert probing.wait(GUARD)
+            mock.clear_operations()
+            with pytest.raises(CircuitOpenError, match="probe is in flight"):
+                guarded(GetRequest("other"))
+            assert mock.operations == []
+        finally:
+            gate.set()
+        assert probe.result(GUARD) == GetResponse(None)
+    assert breaker.state is BreakerState.CLOSED
+    assert guarded(GetRequest("other")).is_miss
