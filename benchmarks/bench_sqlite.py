@@ -11,6 +11,10 @@ Reports the median ns per operation of:
   SQLite L2 (key encoding, the fallback walk, decoding and promotion into L1 included;
   keys cycle, so each get evicts the previous promotion);
 
+- ``encoded.get``: the boundary's wrapper over the SQLite tier (key encoding + decoding);
+- ``cache.get over memory L2``: the same cache shape with a plain memory L2 and no
+  boundary: what the core's miss-walk-promote path costs on its own;
+
 and the encode / decode costs of the boundary on their own. Target: cache.get at most
 1.5x the bare SELECT.
 """
@@ -26,6 +30,7 @@ from collections.abc import Callable
 
 from cachet import Cache
 from cachet.serialize import JsonCodec, PickleCodec, Serializer, encode_key
+from cachet.tiers import MemoryTier
 from cachet.tiers._sqlite import _GET
 
 
@@ -82,13 +87,22 @@ def main() -> None:
             def select(k: object) -> object:
                 return conn.execute(_GET, (ns, k)).fetchone()
 
+            mem_l2 = MemoryTier()
+            mem_cache: Cache[str, object] = (
+                Cache.builder().memory(1).fallback(Cache.builder().storage(mem_l2)).build()
+            )
+            for k in keys:
+                mem_cache.insert(k, value)
+
             results: dict[str, float] = {}
             # Interleave the measurements, so drift hits them alike.
             for _ in range(3):
                 for label, fn in (
                     ("select", cycler(bkeys, select)),  # type: ignore[arg-type]
                     ("tier.get", cycler(bkeys, tier.get)),  # type: ignore[arg-type]
+                    ("encoded.get", cycler(keys, l2.get)),  # type: ignore[arg-type]
                     ("cache.get (L2 hit)", cycler(keys, cache.get)),  # type: ignore[arg-type]
+                    ("cache.get over memory L2", cycler(keys, mem_cache.get)),  # type: ignore[arg-type]
                 ):
                     t = per_op_ns(fn, n, rounds)
                     results[label] = min(results.get(label, t), t)
@@ -97,6 +111,9 @@ def main() -> None:
             assert stats["sqlite"]["hits"] > 0
 
         floor = results["select"]
+        core = results["cache.get (L2 hit)"] - results["encoded.get"]
+        print(f"core walk + promotion (cache.get - encoded.get): {core:.0f} ns; "
+              f"SQLite tier + boundary (encoded.get): {results['encoded.get']:.0f} ns")
         print(f"SQLite {n} keys, value {len(Serializer().dumps(value))} bytes pickled; median ns/op")
         for label, t in results.items():
             print(f"  {label:<22}{t:>9.0f} ns   {t / floor:5.2f}x select")
@@ -113,7 +130,7 @@ def main() -> None:
             enc = per_op_ns(lambda ser=ser: ser.dumps(value), 5000, rounds)  # type: ignore[misc]
             dec = per_op_ns(lambda ser=ser, p=payload: ser.loads(p), 20000, rounds)  # type: ignore[misc]
             print(f"  {label + ' encode':<32}{enc:>7.0f}")
-            print(f"  {label + ' decode':<32}{dec:>7.0f}")
+            print(f"  {label + ' decode':<32}{dec:>7.0f}   ({len(payload)} bytes)")
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import hmac
 import inspect
 import json
 import pickle
+import struct
 import zlib
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
@@ -74,6 +75,9 @@ MAX_KEY_BYTES = 200
 """Encoded keys longer than this are replaced by a SHA-256 digest."""
 
 _CRC = b"c"
+_crc_struct = struct.Struct(">I")
+_pack_crc = _crc_struct.pack
+_unpack_crc = _crc_struct.unpack_from
 _HMAC = b"h"
 _MAC_SIZE = 32
 
@@ -227,7 +231,7 @@ class Serializer:
         body = bytes(body)
         if self._secret is not None:
             return self._header + hmac.digest(self._secret, body, "sha256") + body
-        return self._header + zlib.crc32(body).to_bytes(4, "big") + body
+        return self._header + _pack_crc(zlib.crc32(body)) + body
 
     def loads(self, payload: bytes) -> Any:
         """The value in ``payload``, or :class:`DecodeError` saying what is wrong with it."""
@@ -235,8 +239,7 @@ class Serializer:
             if not isinstance(payload, (bytearray, memoryview)):
                 raise DecodeError(f"expected a bytes payload, got {type(payload).__name__}")
             payload = bytes(payload)
-        header = self._header
-        if payload[:3] != header:
+        if not payload.startswith(self._header):
             raise DecodeError(self._explain_header(payload))
         if self._secret is not None:
             if len(payload) < 3 + _MAC_SIZE:
@@ -249,7 +252,7 @@ class Serializer:
             if len(payload) < 7:
                 raise DecodeError("truncated payload: no room for its checksum")
             body = payload[7:]
-            if zlib.crc32(body).to_bytes(4, "big") != payload[3:7]:
+            if zlib.crc32(body) != _unpack_crc(payload, 3)[0]:
                 raise DecodeError("checksum mismatch: the payload is corrupt or truncated")
         try:
             return self._decode(body)
@@ -369,15 +372,18 @@ class _EncodedBase:
         try:
             value = self._loads(stored.value)
         except Exception as exc:  # DecodeError, or anything a broken byte tier handed back
-            self.decode_errors += 1
-            hook = self.on_decode_error
-            if hook is not None:
-                try:
-                    hook(key, exc)
-                except Exception:  # a reporting failure must not turn a miss into an error
-                    pass
+            self._failed(key, exc)
             return None
         return CacheEntry(value, stored.cached_at, stored.ttl)
+
+    def _failed(self, key: bytes, exc: Exception) -> None:
+        self.decode_errors += 1
+        hook = self.on_decode_error
+        if hook is not None:
+            try:
+                hook(key, exc)
+            except Exception:  # a reporting failure must not turn a miss into an error
+                pass
 
     def _encoded(self, entry: CacheEntry[Any]) -> CacheEntry[bytes]:
         return CacheEntry(self._dumps(entry.value), entry.cached_at, entry.ttl)
@@ -393,17 +399,31 @@ class EncodedTier(_EncodedBase):
     worker thread exactly as it would the inner tier.
     """
 
-    __slots__ = ("len", "nonblocking")
+    __slots__ = ("_get_row", "len", "nonblocking")
 
     def __init__(self, inner: Any, serializer: Serializer, *, name: str = "tier") -> None:
         super().__init__(inner, serializer, name=name)
         self.nonblocking = bool(getattr(inner, "nonblocking", False))
+        self._get_row: Callable[[bytes], tuple[bytes, float | None, float | None] | None] | None = (
+            getattr(inner, "get_row", None))
         length = getattr(inner, "len", None)
         if length is not None:
             self.len = length
 
     def get(self, key: Any) -> CacheEntry[Any] | None:
         k = encode_key(key)
+        get_row = self._get_row
+        if get_row is not None:  # the inner tier can skip building an entry of bytes
+            row = get_row(k)
+            if row is None:
+                return None
+            payload, cached_at, ttl = row
+            try:
+                value = self._loads(payload)
+            except Exception as exc:
+                self._failed(k, exc)
+                return None
+            return CacheEntry(value, cached_at, ttl)
         stored = self.inner.get(k)
         if stored is None:
             return None

@@ -382,3 +382,17 @@ def test_demo_runs_and_its_l2_survives_a_restart(tmp_path: Path) -> None:
 
     assert loads() > 0
     assert loads() == 0
+
+
+@pytest.mark.parametrize("payload", [b"", b"\x02pc\x00\x00\x00\x00x", b"\x01pc\x00\x00\x00\x00\x80",
+                                     b"\x01jc" + b"\x00" * 8])
+async def test_bad_payload_planted_in_the_file_reads_as_a_miss(frontend, clock, db: str, payload: bytes) -> None:
+    with SQLiteTier(db) as raw:
+        raw.insert(encode_key("k"), CacheEntry(payload, cached_at=clock.now()))
+    seen: list[bytes] = []
+    cache = frontend.builder(clock).memory(10).fallback(l2(frontend, clock, db)).build()
+    cache._core.levels[1].tier.on_decode_error = lambda key, exc: seen.append(key)
+    async with frontend.open(cache) as c:
+        assert await c.get("k") is None
+        assert seen == [b"k"]
+        assert (await c.get_or_insert("k", frontend.factory(lambda: "fresh"))).value == "fresh"

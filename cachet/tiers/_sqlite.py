@@ -163,24 +163,33 @@ class SQLiteTier:
 
     def get(self, key: bytes) -> CacheEntry[bytes] | None:
         """The entry stored for ``key``, or ``None`` if there is none or it has expired."""
+        row = self.get_row(key)
+        return None if row is None else CacheEntry(*row)
+
+    def get_row(self, key: bytes) -> tuple[bytes, float | None, float | None] | None:
+        """``get`` as a ``(value, cached_at, ttl)`` tuple: the boundary builds one entry, not two."""
         if type(key) is not bytes:
             raise _not_bytes("key", key)
-        conn = self._take("get")
         try:
-            row = conn.execute(_GET, (self.namespace, key)).fetchone()
+            conn = self._idle.pop()
+        except IndexError:
+            conn = self._take("get")
+        try:
+            row: tuple[bytes, float | None, float | None] | None = conn.execute(
+                _GET, (self.namespace, key)).fetchone()
         except sqlite3.Error as exc:
             raise self._error("get", exc) from exc
         finally:
             self._give(conn)
         if row is None:
             return None
-        value, cached_at, ttl = row
+        cached_at, ttl = row[1], row[2]
         eff = ttl if ttl is not None else self.ttl
         if eff is not None:
             now = self._now()
             if cached_at is None or cached_at > now or now - cached_at > eff:
                 return None
-        return CacheEntry(value, cached_at, ttl)
+        return row
 
     def insert(self, key: bytes, entry: CacheEntry[bytes]) -> InsertOutcome:
         """Store ``entry`` (its value must be ``bytes``) under ``key``, replacing any row."""
