@@ -402,6 +402,7 @@ class CircuitBreaker:
 
     @property
     def name(self) -> str:
+        """The name given at creation; ``CircuitOpenError`` messages use it."""
         return self._core.name
 
     def reset(self) -> None:

@@ -827,3 +827,15 @@ def test_breaker_allows_a_single_probe_across_threads(clock: ManualClock) -> Non
         assert probe.result(GUARD) == GetResponse(None)
     assert breaker.state is BreakerState.CLOSED
     assert guarded(GetRequest("other")).is_miss
+
+
+def test_public_names_are_exported_and_documented() -> None:
+    import cachet.middleware
+    import cachet.service
+
+    assert set(cachet.middleware.__all__) <= set(cachet.service.__all__)
+    for name in cachet.service.__all__:
+        obj = getattr(cachet.service, name)
+        assert obj is not None
+        if inspect.isclass(obj) or inspect.isfunction(obj):
+            assert getattr(obj, "__doc__", None), f"{name} has no docstring"

@@ -123,6 +123,7 @@ class BreakerCore:
 
     @property
     def name(self) -> str:
+        """The breaker's name, as ``CircuitOpenError`` reports it."""
         return self._name
 
     @property
