@@ -304,10 +304,20 @@ def encode_key(key: Any, max_bytes: int = MAX_KEY_BYTES) -> bytes:
     >>> encode_key(1) == encode_key(1.0) == encode_key(True)
     True
     """
-    data = key.encode("utf-8", "surrogatepass") if type(key) is str else _encode_other(key)
+    t = type(key)
+    data: bytes
+    if t is str:
+        data = key.encode("utf-8", "surrogatepass")
+    elif t is tuple:
+        data = _encode_tuple(key)
+    else:
+        data = _encode_other(key)
     if len(data) > max_bytes:
         return b"\xffh" + hashlib.sha256(data).hexdigest().encode()
     return data
+
+
+_SMALL = 2**63
 
 
 def _encode_part(key: Any) -> bytes:
@@ -334,14 +344,28 @@ def _encode_other(key: Any) -> bytes:
     if isinstance(key, bytes):
         return b"\xffb" + bytes(key)
     if isinstance(key, tuple):
-        parts = [_encode_part(k) for k in key]
-        return b"\xff(" + b"".join(b"%d:%s" % (len(p), p) for p in parts)
+        return _encode_tuple(key)
     raise KeyEncodingError(
         f"cannot encode a key of type {_type_name(key)} for a byte tier: keys below a "
         f"serialization boundary must be str, bytes, int, float, bool, None or tuples of "
         f"these; pass a key function (e.g. cached(key=lambda obj: obj.id)) that maps your "
         f"keys to one of them"
     )
+
+
+def _encode_tuple(key: tuple[Any, ...]) -> bytes:
+    out = [b"\xff("]
+    for k in key:
+        t = type(k)
+        if t is str:
+            p = k.encode("utf-8", "surrogatepass")
+        elif t is int and -_SMALL < k < _SMALL:
+            p = b"\xff#%d" % k
+        else:
+            p = _encode_part(k)
+        out.append(b"%d:" % len(p))
+        out.append(p)
+    return b"".join(out)
 
 
 def namespaced_key(namespace: str, key: bytes) -> bytes:
