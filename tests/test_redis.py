@@ -209,13 +209,13 @@ async def test_len_counts_this_namespace(anyio_backend, server, raw, ns) -> None
 async def test_outage_then_recovery(frontend, clock, own_server, ns) -> None:
     cache = two_tier(frontend, clock, own_server.url, ns)
     async with frontend.open(cache) as c:
-        await c.insert(b"hot", b"1")
-        assert (await c.get(b"hot")).value == b"1"
+        await c.insert("hot", b"1")
+        assert (await c.get("hot")).value == b"1"
 
         own_server.kill()
-        assert (await c.get(b"hot")).value == b"1"  # L1 keeps serving its hits
+        assert (await c.get("hot")).value == b"1"  # L1 keeps serving its hits
         with pytest.raises(TierError) as info:
-            await c.get(b"cold")  # the miss reaches Redis: an error in the last tier is raised
+            await c.get("cold")  # the miss reaches Redis: an error in the last tier is raised
         assert info.value.tier == "redis"
         assert isinstance(info.value.__cause__, (redis.exceptions.ConnectionError, TierError))
         root = info.value.__cause__
@@ -223,11 +223,16 @@ async def test_outage_then_recovery(frontend, clock, own_server, ns) -> None:
             root = root.__cause__
         assert isinstance(root, redis.exceptions.ConnectionError)
 
+        calls: list[str] = []
+        with pytest.raises(TierError):  # the lookup fails: the factory is not called
+            await c.get_or_insert("cold", frontend.factory(lambda: calls.append("x") or "y"))
+        assert calls == []
+
         own_server.restart()  # same port, empty (no persistence)
-        assert await c.get(b"cold") is None  # the same cache reconnects
-        await c.insert(b"cold", b"2")
-        assert (await c.get(b"cold")).value == b"2"
-        assert (await c.get(b"hot")).value == b"1"
+        assert await c.get("cold") is None  # the same cache reconnects
+        await c.insert("cold", b"2")
+        assert (await c.get("cold")).value == b"2"
+        assert (await c.get("hot")).value == b"1"
 
 
 class SilentServer:
@@ -474,3 +479,30 @@ async def test_builder_ttl_and_name_reach_the_tier(frontend, clock, server, raw,
         clock.advance(20.001)
         assert await c.get("k") is None  # the core judges expiry, Redis only frees memory
         assert raw.exists(f"{ns}:k")
+
+
+async def test_many_concurrent_callers(frontend, clock, server, ns) -> None:
+    """Tasks (aio: the asyncio pool, or trio worker threads) or threads (sync) at once."""
+    import anyio
+
+    cache = two_tier(frontend, clock, server.url, ns)
+    async with frontend.open(cache) as c:
+        async def one(i: int) -> None:
+            await c.insert(f"k{i}", i)
+            await c.invalidate(f"k{i}")
+            await c.insert(f"k{i}", i * 2)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(100):
+                tg.start_soon(one, i)
+    cache2 = two_tier(frontend, clock, server.url, ns)
+    async with frontend.open(cache2) as c:
+        results: dict[int, Any] = {}
+
+        async def read(i: int) -> None:
+            results[i] = (await c.get(f"k{i}")).value
+
+        async with anyio.create_task_group() as tg:
+            for i in range(100):
+                tg.start_soon(read, i)
+        assert results == {i: i * 2 for i in range(100)}
