@@ -32,16 +32,25 @@ async def test_program_loads_once_for_many_tasks(autojump_clock: trio.testing.Mo
     assert results == [{"user": "ada"}] * 50
 
 
-async def test_cancelled_caller_does_not_cancel_the_shared_load(
+async def test_a_waiter_that_times_out_does_not_cancel_the_shared_load(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
     calls: list[str] = []
+    got: list[dict[str, str]] = []
     cache = cachet.AsyncCache.builder(ManualClock()).memory(100).stampede_protection().build()
-    async with cache:
+
+    async def patient() -> None:
+        got.append(await fetch_profile(cache, "bob", calls))
+
+    async def impatient() -> None:
         with trio.move_on_after(0.01):
             await fetch_profile(cache, "bob", calls)  # gives up before the load ends
-        assert (await fetch_profile(cache, "bob", calls)) == {"user": "bob"}
-    assert calls == ["bob"]
+
+    async with cache, trio.open_nursery() as nursery:
+        nursery.start_soon(patient)
+        await trio.testing.wait_all_tasks_blocked()
+        nursery.start_soon(impatient)
+    assert calls == ["bob"] and got == [{"user": "bob"}]
 
 
 async def test_hit_is_not_a_checkpoint() -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Hashable
 from typing import Any
 
 _PENDING: Any = object()
+_ABANDONED: Any = object()
 
 
 class Flight:
@@ -24,6 +25,11 @@ class Flight:
         self.value: Any = _PENDING
         self.error: BaseException | None = None
         self.waiters = 0
+
+    @property
+    def abandoned(self) -> bool:
+        """The leader was cancelled before an outcome: a waiter should lead a new run."""
+        return self.value is _ABANDONED
 
     def result(self) -> Any:
         """The shared outcome, raised as ``Future.result()`` does if it was an error."""
@@ -55,6 +61,10 @@ class Flights:
         flight.error = error
         if self._map.get((flight.op, flight.key)) is flight:
             del self._map[(flight.op, flight.key)]
+
+    def abandon(self, flight: Flight) -> None:
+        """The leader left without an outcome (cancelled); waiters will start over."""
+        self.settle(flight, _ABANDONED, None)
 
     def detach(self, key: Hashable, ops: tuple[str, ...]) -> None:
         """Callers arriving from now on start afresh; current waiters keep their flight."""

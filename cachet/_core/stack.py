@@ -209,6 +209,10 @@ class Core:
         with self.mutex:
             self.flights.settle(flight, value, error)
 
+    def abandon(self, flight: Flight) -> None:
+        with self.mutex:
+            self.flights.abandon(flight)
+
     # -- 2. flows ----------------------------------------------------------------------
 
     def get_flow(self, key: Hashable) -> Flow:

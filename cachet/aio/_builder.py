@@ -54,5 +54,5 @@ class AsyncCacheBuilder(BuilderBase[K, V], Generic[K, V]):
                     reporter=reporter, threaded=False, mutex=contextlib.nullcontext())
         for level in levels:
             _listen(core, level)
-        needs_tg = self._stampede or any(s.ttr is not None and s.ttr.spawner is None for s in specs)
+        needs_tg = any(s.ttr is not None and s.ttr.spawner is None for s in specs)
         return Cache(core, owned, needs_tg)

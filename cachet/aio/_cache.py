@@ -2,9 +2,10 @@
 
 A hit never awaits anything that yields: it is not a checkpoint (allowed by trio's
 rules for operations that complete immediately), and it costs about as much as awaiting
-a coroutine that reads a dict. Shared loads and refreshes run in the cache's own task
-group, opened by ``async with cache``, so a cancelled caller never cancels work that
-other callers wait on.
+a coroutine that reads a dict. A shared load runs in its leader's task; a cancelled
+leader hands the load over to a waiter (see ``_run``), so no caller's cancellation ever
+reaches another. Background refreshes run in the cache's own task group, opened by
+``async with cache``.
 """
 
 from __future__ import annotations
@@ -37,8 +38,9 @@ V = TypeVar("V")
 class Cache(Generic[K, V]):
     """A multi-tier cache for asyncio and trio. Build one with :meth:`Cache.builder`.
 
-    A cache with stampede protection or background refresh owns a task group: use it
-    inside ``async with cache:``. Others work without it.
+    A cache with background refresh (and no task group of the user's in its
+    ``TimeToRefresh``) runs it in a task group of its own: use it inside
+    ``async with cache:``. Others work without it, though ``async with`` is always fine.
     """
 
     def __init__(self, core: Core, owned: list[Any], needs_task_group: bool) -> None:
@@ -71,7 +73,9 @@ class Cache(Generic[K, V]):
         entry = self._hit(key)
         if entry is not None:
             return entry
-        return await self._run(a.OP_GET, key, self._core.get_flow(key))  # type: ignore[no-any-return]
+        core = self._core
+        return await self._run(a.OP_GET, key, core.get_flow(key),  # type: ignore[no-any-return]
+                               again=lambda: core.get_flow(key))
 
     async def contains(self, key: K) -> bool:
         return await self.get(key) is not None
@@ -111,7 +115,9 @@ class Cache(Generic[K, V]):
 
     async def invalidate(self, key: K) -> None:
         """Remove ``key`` from every tier."""
-        await self._run(a.OP_INVALIDATE, key, self._core.invalidate_flow(key))
+        core = self._core
+        await self._run(a.OP_INVALIDATE, key, core.invalidate_flow(key),
+                        again=lambda: core.invalidate_flow(key))
 
     async def clear(self) -> None:
         """Remove everything from every tier."""
@@ -184,17 +190,28 @@ class Cache(Generic[K, V]):
         self._check_open()
         if self._needs_tg and self._tg is None:
             raise CacheError(
-                f"cache {self.name!r} runs background work (stampede protection or refresh): "
-                f"use it inside `async with cache:` so that work has a task group to run in"
+                f"cache {self.name!r} refreshes entries in the background: use it inside "
+                f"`async with cache:` so that work has a task group to run in (or pass a task "
+                f"group in TimeToRefresh(d, spawner=tg))"
             )
 
     async def _load(self, mode: str, key: K, factory: Callable[[], Any]) -> Any:
         if not callable(factory):
             raise TypeError(f"factory must be callable, not {type(factory).__name__}")
         self._core.check_reentrant(key)
-        return await self._run(mode, key, self._core.load_flow(key, factory, mode))
+        core = self._core
+        return await self._run(mode, key, core.load_flow(key, factory, mode),
+                               again=lambda: core.load_flow(key, factory, mode))
 
-    async def _run(self, op: str, key: Any, flow: Flow, coalesce: bool = True) -> Any:
+    async def _run(self, op: str, key: Any, flow: Flow, coalesce: bool = True,
+                   again: Callable[[], Flow] | None = None) -> Any:
+        """Drive ``flow``; with stampede protection, share it with concurrent callers.
+
+        The leader runs the shared call in its own task (spawning a task per miss would
+        cost 30-140x the miss itself). If the leader is cancelled before an outcome, the
+        call is abandoned, never failed: each waiter wakes and one of them leads a new
+        run (built by ``again``), so a waiter never sees another caller's cancellation.
+        """
         core = self._core
         try:
             self._check_usable()
@@ -208,32 +225,33 @@ class Cache(Generic[K, V]):
         try:
             if not (core.stampede and coalesce):
                 return await drive(flow, self._spawn)
-            flight, leader = core.join(op, key, anyio.Event)
-            if leader:
-                assert self._tg is not None
-                self._tg.start_soon(self._lead, flight, flow)
-            else:
+            while True:
+                flight, leader = core.join(op, key, anyio.Event)
+                if leader:
+                    return await self._lead(flight, flow)
                 flow.close()
                 coalesced = True
-            await flight.signal.wait()
-            return flight.result()
+                await flight.signal.wait()
+                if not flight.abandoned:
+                    return flight.result()
+                flow = again() if again is not None else flow
         finally:
             if started is not None:
                 core.end_operation(started, op, coalesced)
 
-    async def _lead(self, flight: Flight, flow: Flow) -> None:
-        """Run a shared call in the cache's task group, out of reach of any caller's cancel."""
+    async def _lead(self, flight: Flight, flow: Flow) -> Any:
+        core = self._core
         try:
             value = await drive(flow, self._spawn)
         except Exception as exc:
-            self._core.settle(flight, None, exc)
-        except BaseException as exc:  # the cache is shutting down: tell the waiters, not crash them
-            err = CacheError(f"cache {self.name!r} closed while this call was running")
-            err.__cause__ = exc
-            self._core.settle(flight, None, err)
+            core.settle(flight, None, exc)
+            raise
+        except BaseException:  # cancelled: hand the call over to a waiter
+            core.abandon(flight)
             raise
         else:
-            self._core.settle(flight, value, None)
+            core.settle(flight, value, None)
+            return value
         finally:
             flight.signal.set()
 
