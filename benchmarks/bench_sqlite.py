@@ -23,10 +23,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
+import sys
 import tempfile
-import time
 from collections.abc import Callable
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _timing import interleaved, per_call_ns, table
 
 from cachet import Cache
 from cachet.serialize import JsonCodec, PickleCodec, Serializer, encode_key
@@ -34,15 +37,8 @@ from cachet.tiers import MemoryTier
 from cachet.tiers._sqlite import _GET
 
 
-def per_op_ns(fn: Callable[[], object], n: int, rounds: int) -> float:
-    """Median over ``rounds`` of the mean ns per call of ``fn`` run ``n`` times."""
-    samples = []
-    for _ in range(rounds):
-        t0 = time.perf_counter_ns()
-        for _ in range(n):
-            fn()
-        samples.append((time.perf_counter_ns() - t0) / n)
-    return statistics.median(samples)
+def median(fn: Callable[[], object], number: int, rounds: int) -> float:
+    return interleaved({"x": fn}, rounds=rounds, number=number, measure=per_call_ns)["x"]
 
 
 def cycler(items: list[object], call: Callable[[object], object]) -> Callable[[], object]:
@@ -63,7 +59,7 @@ def cycler(items: list[object], call: Callable[[object], object]) -> Callable[[]
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--keys", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--rounds", type=int, default=15)
     args = parser.parse_args()
     n, rounds = args.keys, args.rounds
     value = {"id": 42, "name": "a small value", "tags": ["x", "y"]}
@@ -94,41 +90,33 @@ def main() -> None:
             for k in keys:
                 mem_cache.insert(k, value)
 
-            results: dict[str, float] = {}
-            # Interleave the measurements, so drift hits them alike.
-            for _ in range(3):
-                for label, fn in (
-                    ("select", cycler(bkeys, select)),  # type: ignore[arg-type]
-                    ("tier.get", cycler(bkeys, tier.get)),  # type: ignore[arg-type]
-                    ("encoded.get", cycler(keys, l2.get)),  # type: ignore[arg-type]
-                    ("cache.get (L2 hit)", cycler(keys, cache.get)),  # type: ignore[arg-type]
-                    ("cache.get over memory L2", cycler(keys, mem_cache.get)),  # type: ignore[arg-type]
-                ):
-                    t = per_op_ns(fn, n, rounds)
-                    results[label] = min(results.get(label, t), t)
+            results = interleaved({
+                "select": cycler(bkeys, select),  # type: ignore[arg-type]
+                "tier.get": cycler(bkeys, tier.get),  # type: ignore[arg-type]
+                "encoded.get": cycler(keys, l2.get),  # type: ignore[arg-type]
+                "cache.get (L2 hit)": cycler(keys, cache.get),  # type: ignore[arg-type]
+                "cache.get over memory L2": cycler(keys, mem_cache.get),  # type: ignore[arg-type]
+            }, rounds=rounds, number=n)
             assert cache.get(keys[0]).value == value  # type: ignore[union-attr]
             stats = cache.stats()["tiers"]  # type: ignore[index]
             assert stats["sqlite"]["hits"] > 0
 
-        floor = results["select"]
         core = results["cache.get (L2 hit)"] - results["encoded.get"]
-        print(f"core walk + promotion (cache.get - encoded.get): {core:.0f} ns; "
-              f"SQLite tier + boundary (encoded.get): {results['encoded.get']:.0f} ns")
-        print(f"SQLite {n} keys, value {len(Serializer().dumps(value))} bytes pickled; median ns/op")
-        for label, t in results.items():
-            print(f"  {label:<22}{t:>9.0f} ns   {t / floor:5.2f}x select")
-
+        print(table(f"SQLite L2 hit, {n} keys, {len(Serializer().dumps(value))}-byte payload",
+                    results, "select", {"cache.get (L2 hit)": 1.5}))
+        print(f"\ncore walk + promotion (cache.get - encoded.get): {core:.0f} ns; "
+              f"SQLite tier + boundary (encoded.get): {results['encoded.get']:.0f} ns\n")
         print("boundary costs, ns/op:")
         key = keys[7]
-        print(f"  {'encode_key(str)':<32}{per_op_ns(lambda: encode_key(key), 20000, rounds):>7.0f}")
+        print(f"  {'encode_key(str)':<32}{median(lambda: encode_key(key), 20000, rounds):>7.0f}")
         tkey = ("user", 42)
-        print(f"  {'encode_key(tuple)':<32}{per_op_ns(lambda: encode_key(tkey), 20000, rounds):>7.0f}")
+        print(f"  {'encode_key(tuple)':<32}{median(lambda: encode_key(tkey), 20000, rounds):>7.0f}")
         for label, ser in (("pickle", Serializer(PickleCodec())),
                            ("pickle+hmac", Serializer(PickleCodec(), secret=b"s" * 32)),
                            ("json", Serializer(JsonCodec()))):
             payload = ser.dumps(value)
-            enc = per_op_ns(lambda ser=ser: ser.dumps(value), 5000, rounds)  # type: ignore[misc]
-            dec = per_op_ns(lambda ser=ser, p=payload: ser.loads(p), 20000, rounds)  # type: ignore[misc]
+            enc = median(lambda ser=ser: ser.dumps(value), 5000, rounds)  # type: ignore[misc]
+            dec = median(lambda ser=ser, p=payload: ser.loads(p), 20000, rounds)  # type: ignore[misc]
             print(f"  {label + ' encode':<32}{enc:>7.0f}")
             print(f"  {label + ' decode':<32}{dec:>7.0f}   ({len(payload)} bytes)")
 
