@@ -129,8 +129,11 @@ def main() -> None:
         check(never.get(KEY))
         assert l1 is not None
         drop = lambda: l1.invalidate(KEY)  # noqa: E731
+        tier = never._core.levels[1].tier.inner  # the RedisTier under the boundary
+        tkey = KEY.encode()
         sync_variants: list[Variant] = [
             ("sync redis-py GET", lambda: raw.get(rkey), None),
+            ("sync RedisTier.get alone", lambda: tier.get(tkey), None),
             ("sync cachet get (L1 never)", lambda: never.get(KEY), None),
             ("sync cachet get (L1 evict)", lambda: evicting.get(KEY), drop),
         ]
@@ -148,8 +151,10 @@ def main() -> None:
             adrop = lambda: al1.invalidate(KEY)  # noqa: E731
             async with anever, aevict:
                 check(await anever.get(KEY))
+                atier = anever._core.levels[1].tier.inner
                 variants: list[Variant] = [
                     ("asyncio redis-py GET", lambda: araw.get(rkey), None),
+                    ("asyncio RedisTier.get alone", lambda: atier.get(tkey), None),
                     ("asyncio cachet get (L1 never)", lambda: anever.get(KEY), None),
                     ("asyncio cachet get (L1 evict)", lambda: aevict.get(KEY), adrop),
                 ]
@@ -186,6 +191,28 @@ def main() -> None:
         evicting.close()
         raw.close()
 
+    # -- no I/O: the same stack over an in-process byte tier --------------------------
+    # What cachet adds on the CPU (core L2 path, key encoding, HMAC, unpickling,
+    # promotion), measured without a socket: the part the L2 round trip must absorb.
+    byte_tier = MemoryTier(1000)
+    cpu = (cachet.sync.Cache.builder().memory(1000).insert_policy(InsertPolicy.never())
+           .serialize(secret=SECRET).fallback(cachet.sync.Cache.builder().storage(byte_tier))
+           .build())
+    plain = (cachet.sync.Cache.builder().memory(1000).insert_policy(InsertPolicy.never())
+             .fallback(cachet.sync.Cache.builder().memory(1000)).build())
+    cpu.insert(KEY, VALUE)
+    plain.insert(KEY, VALUE)
+    check(cpu.get(KEY))
+    cpu_variants: list[Variant] = [
+        ("cpu: L1 miss, L2 hit, no codec, no I/O", lambda: plain.get(KEY), None),
+        ("cpu: L1 miss, L2 hit, signed pickle", lambda: cpu.get(KEY), None),
+    ]
+    interleave_sync(cpu_variants, n, lambda name, ns: None)
+    for _ in range(rounds):
+        interleave_sync(cpu_variants, n, add)
+    cpu.close()
+    plain.close()
+
     med = {name: statistics.median(xs) for name, xs in samples.items()}
     print(f"redis-server on loopback, {rounds} interleaved rounds x {n} calls, median ns per call")
     print(f"value: {VALUE!r}, signed pickle, Python {sys.version.split()[0]}, redis-py {redis.__version__}")
@@ -194,11 +221,19 @@ def main() -> None:
     floors = {"sync": "sync redis-py GET", "asyncio": "asyncio redis-py GET",
               "trio": "trio redis-py GET in a thread"}
     for name, m in med.items():
+        if name.startswith("cpu"):
+            continue
         floor = med.get(floors[name.split()[0]], m)
         print(f"{name:40} {m:10.0f} {m / floor:7.3f}x")
     if "trio cachet get (L1 never)" in med:
         print(f"{'trio cachet get vs sync GET':40} {'':10} "
               f"{med['trio cachet get (L1 never)'] / med['sync redis-py GET']:7.3f}x")
+
+    print()
+    print("without I/O (what the round trip has to absorb), median ns per call:")
+    for name, m in med.items():
+        if name.startswith("cpu"):
+            print(f"  {name[5:]:38} {m:10.0f}")
 
 
 if __name__ == "__main__":
