@@ -506,3 +506,24 @@ async def test_many_concurrent_callers(frontend, clock, server, ns) -> None:
             for i in range(100):
                 tg.start_soon(read, i)
         assert results == {i: i * 2 for i in range(100)}
+
+
+async def test_blocking_client_under_any_frontend(frontend, clock, server, ns) -> None:
+    """A SyncRedisTier from the caller's client: aio runs it in worker threads."""
+    client = redis.Redis.from_url(server.url)
+    tier = RedisTier(client, namespace=ns)
+    below = frontend.builder(clock).storage(tier)
+    cache = frontend.builder(clock).memory(10).serialize(secret=SECRET).fallback(below).build()
+    try:
+        async with frontend.open(cache) as c:
+            await c.insert("k", ("a", 1))
+            await c.invalidate("nothing")
+            assert client.exists(f"{ns}:k")
+            await c.clear()
+            assert not client.exists(f"{ns}:k")
+            await c.insert("k", ("a", 2))
+        assert client.ping()  # the cache did not close the caller's client
+        assert RedisTier(client, namespace=ns).get(b"k") is not None
+    finally:
+        client.delete(f"{ns}:k")
+        client.close()
