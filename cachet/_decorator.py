@@ -20,7 +20,7 @@ KeyFn = Callable[..., Hashable]
 
 
 class _KeyMaker:
-    __slots__ = ("name", "sig", "nparams", "custom")
+    __slots__ = ("custom", "name", "nparams", "sig")
 
     def __init__(self, fn: Callable[..., Any], custom: KeyFn | None) -> None:
         self.name = f"{fn.__module__}.{fn.__qualname__}"

@@ -21,7 +21,9 @@ class Flight:
     def __init__(self, op: str, key: Hashable, signal: Any) -> None:
         self.op = op
         self.key = key
-        self.signal = signal  # a threading.Event or anyio.Event, set when settled
+        # A threading.Event or anyio.Event, made by the first waiter (an uncontended call
+        # never pays for one) and set by the leader when the call settles.
+        self.signal = signal
         self.value: Any = _PENDING
         self.error: BaseException | None = None
         self.waiters = 0
@@ -50,21 +52,25 @@ class Flights:
         """The flight for ``(op, key)`` and whether the caller leads it."""
         flight = self._map.get((op, key))
         if flight is not None:
+            if flight.signal is None:
+                flight.signal = make_signal()
             flight.waiters += 1
             return flight, False
-        flight = self._map[(op, key)] = Flight(op, key, make_signal())
+        flight = self._map[(op, key)] = Flight(op, key, None)
         return flight, True
 
-    def settle(self, flight: Flight, value: Any, error: BaseException | None) -> None:
-        """Record the outcome and forget the flight (unless a newer one replaced it)."""
+    def settle(self, flight: Flight, value: Any, error: BaseException | None) -> Any:
+        """Record the outcome, forget the flight (unless a newer one replaced it), and
+        return the signal to set (``None``: nobody waits)."""
         flight.value = value
         flight.error = error
         if self._map.get((flight.op, flight.key)) is flight:
             del self._map[(flight.op, flight.key)]
+        return flight.signal
 
-    def abandon(self, flight: Flight) -> None:
+    def abandon(self, flight: Flight) -> Any:
         """The leader left without an outcome (cancelled); waiters will start over."""
-        self.settle(flight, _ABANDONED, None)
+        return self.settle(flight, _ABANDONED, None)
 
     def detach(self, key: Hashable, ops: tuple[str, ...]) -> None:
         """Callers arriving from now on start afresh; current waiters keep their flight."""

@@ -30,7 +30,14 @@ from ..telemetry import attributes as a
 from .clock import Clock, SystemClock
 from .effects import Call, Fanout, Flow, Load, Spawn
 from .entry import CacheEntry
-from .errors import LoaderError, ReentrantLoadError, TierError, UnsupportedError
+from .errors import (
+    CacheError,
+    LoaderError,
+    ReentrantLoadError,
+    SerializationError,
+    TierError,
+    UnsupportedError,
+)
 from .inflight import Flight, Flights, WriteGuard, WriteToken
 from .level import Level
 from .policy import InsertOutcome
@@ -181,8 +188,10 @@ class Core:
     def stats(self) -> dict[str, object]:
         return snapshot([lv.name for lv in self.levels], self.counts, self.coalesced_waits)
 
-    def tier_error(self, level: Level, op: str, exc: BaseException) -> TierError:
-        if isinstance(exc, TierError):
+    def tier_error(self, level: Level, op: str, exc: BaseException) -> CacheError:
+        """The error a failed tier operation raises: a ``TierError`` naming the tier,
+        except that the tier's own ``TierError`` and encoding errors pass unchanged."""
+        if isinstance(exc, TierError | SerializationError):
             return exc
         err = TierError(level.name, op, f"tier {level.name!r} failed during {op}: {exc!r}")
         err.__cause__ = exc
@@ -205,13 +214,14 @@ class Core:
                 self.coalesced_waits += 1
             return flight, leader
 
-    def settle(self, flight: Flight, value: Any, error: BaseException | None) -> None:
+    def settle(self, flight: Flight, value: Any, error: BaseException | None) -> Any:
+        """Record a shared call's outcome; returns the signal to set, if anyone waits."""
         with self.mutex:
-            self.flights.settle(flight, value, error)
+            return self.flights.settle(flight, value, error)
 
-    def abandon(self, flight: Flight) -> None:
+    def abandon(self, flight: Flight) -> Any:
         with self.mutex:
-            self.flights.abandon(flight)
+            return self.flights.abandon(flight)
 
     # -- 2. flows ----------------------------------------------------------------------
 

@@ -244,16 +244,17 @@ class Cache(Generic[K, V]):
         try:
             value = await drive(flow, self._spawn)
         except Exception as exc:
-            core.settle(flight, None, exc)
+            signal = core.settle(flight, None, exc)
             raise
         except BaseException:  # cancelled: hand the call over to a waiter
-            core.abandon(flight)
+            signal = core.abandon(flight)
             raise
         else:
-            core.settle(flight, value, None)
+            signal = core.settle(flight, value, None)
             return value
         finally:
-            flight.signal.set()
+            if signal is not None:
+                signal.set()
 
     def _spawn(self, effect: Spawn) -> None:
         spawner = effect.spawner or self._tg

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+from types import CoroutineType
 from collections.abc import Callable
 from typing import Any
 
@@ -28,7 +29,9 @@ async def drive(flow: Flow, spawn: Callable[[Any], None]) -> Any:
         try:
             kind = type(effect)
             if kind is Call:
-                send = await effect.fn(*effect.args)  # type: ignore[union-attr]
+                send = effect.fn(*effect.args)  # type: ignore[union-attr]
+                if type(send) is CoroutineType:  # an async tier (or one run in a thread)
+                    send = await send
             elif kind is Fanout:
                 send = await _fanout(effect.calls)  # type: ignore[union-attr]
             elif kind is Load:
@@ -42,19 +45,32 @@ async def drive(flow: Flow, spawn: Callable[[Any], None]) -> Any:
 
 
 async def _fanout(calls: list[Call]) -> list[Any]:
-    """Run every call concurrently; each slot gets its result or its ``Exception``."""
-    results: list[Any] = [None] * len(calls)
+    """Run every call concurrently; each slot gets its result or its ``Exception``.
 
-    async def one(i: int, call: Call) -> None:
+    Inline tiers answer at once; only the coroutines of async tiers are awaited, in a
+    task group when there are several.
+    """
+    results: list[Any] = []
+    pending: list[tuple[int, Any]] = []
+    for i, call in enumerate(calls):
         try:
-            results[i] = await call.fn(*call.args)
+            result = call.fn(*call.args)
+        except Exception as exc:
+            result = exc
+        if type(result) is CoroutineType:
+            pending.append((i, result))
+        results.append(result)
+
+    async def one(i: int, coro: Any) -> None:
+        try:
+            results[i] = await coro
         except Exception as exc:
             results[i] = exc
 
-    if len(calls) == 1:
-        await one(0, calls[0])
-        return results
-    async with anyio.create_task_group() as tg:
-        for i, call in enumerate(calls):
-            tg.start_soon(one, i, call)
+    if len(pending) == 1:
+        await one(*pending[0])
+    elif pending:
+        async with anyio.create_task_group() as tg:
+            for i, coro in pending:
+                tg.start_soon(one, i, coro)
     return results

@@ -1,7 +1,8 @@
 """How the aio frontend reaches each kind of tier.
 
 - an async tier (coroutine methods) is awaited as it is;
-- a sync tier marked ``nonblocking = True`` (memory, ``MockTier``) is called inline;
+- a sync tier marked ``nonblocking = True`` (memory, ``MockTier``) is called inline (the
+  driver awaits only what returns a coroutine);
 - any other sync tier (SQLite, a sync Redis client, your own) runs in worker threads
   through ``anyio.to_thread.run_sync``, at most ``limiter`` calls at once per cache.
 """
@@ -28,15 +29,10 @@ def adapt(tier: Any, limiter: anyio.CapacityLimiter) -> tuple[tuple[AsyncFn, ...
     length = getattr(tier, "len", None)
     if is_async_tier(tier):
         return tuple(getattr(tier, n) for n in names), length
-    wrap = _inline if getattr(tier, "nonblocking", False) else partial(_threaded, limiter=limiter)
+    if getattr(tier, "nonblocking", False):
+        return tuple(getattr(tier, n) for n in names), length
+    wrap = partial(_threaded, limiter=limiter)
     return tuple(wrap(getattr(tier, n)) for n in names), (wrap(length) if length else None)
-
-
-def _inline(fn: Callable[..., Any]) -> AsyncFn:
-    async def call(*args: Any) -> Any:
-        return fn(*args)
-
-    return call
 
 
 def _threaded(fn: Callable[..., Any], limiter: anyio.CapacityLimiter) -> AsyncFn:

@@ -56,9 +56,12 @@ def _adapt(tier: Any, spec: TierSpec) -> tuple[tuple[Any, Any, Any, Any], Any]:
 
 
 def _listen(core: Core, level: Any) -> None:
-    """Let a tier that evicts on its own (the memory tier) report it."""
-    if hasattr(level.tier, "listener"):
-        from ..telemetry import attributes as a
+    """Let a tier report what happens inside it: evictions and expiry (the memory tier),
+    payloads that failed to decode (the byte boundary; they read as misses)."""
+    from ..telemetry import attributes as a
 
+    if hasattr(level.tier, "listener"):
         events = {"eviction": a.EVICTION, "expired": a.EXPIRED}
         level.tier.listener = lambda event, key: core.report(level, events[event])
+    if hasattr(level.tier, "on_decode_error"):
+        level.tier.on_decode_error = lambda key, exc: core.report(level, a.DECODE_ERROR)

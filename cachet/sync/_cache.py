@@ -195,13 +195,14 @@ class Cache(Generic[K, V]):
             try:
                 value = drive(flow, self._spawn)
             except BaseException as exc:
-                core.settle(flight, None, exc)
+                signal = core.settle(flight, None, exc)
                 raise
             else:
-                core.settle(flight, value, None)
+                signal = core.settle(flight, value, None)
                 return value
             finally:
-                flight.signal.set()
+                if signal is not None:
+                    signal.set()
         finally:
             if started is not None:
                 core.end_operation(started, op, coalesced)

@@ -20,7 +20,7 @@ LEVELS: dict[str, int] = {
 class Reporter:
     """Built only when telemetry is on; with it off the core holds ``None`` and pays nothing."""
 
-    __slots__ = ("cache_name", "handler", "logs", "_handler_failed")
+    __slots__ = ("_handler_failed", "cache_name", "handler", "logs")
 
     def __init__(self, cache_name: str, handler: Any, logs: bool) -> None:
         self.cache_name = cache_name
