@@ -21,9 +21,9 @@ from pathlib import Path
 import anyio
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _timing import table  # noqa: E402
+from _timing import table
 
-import cachet  # noqa: E402
+import cachet
 
 N = 20_000
 

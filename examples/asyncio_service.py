@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from shared_config import build_cache  # noqa: E402
+from shared_config import build_cache
 
 loads = 0
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import inspect
-from types import CoroutineType
 from collections.abc import Callable
+from types import CoroutineType
 from typing import Any
 
 import anyio
