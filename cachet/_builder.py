@@ -231,10 +231,15 @@ class BuilderBase(Generic[K, V]):
             while name in seen:
                 name, n = f"{base}-{n}", n + 1
             seen.add(name)
-            # A byte tier with no boundary above it (``.sqlite()`` alone) gets the default codec.
-            implicit = codec is None and getattr(b._storage, "bytes_only", False)
-            specs.append(TierSpec(b._kind, name, b._storage, ttl, ttr, b._policy, b._expiration,
-                                  "default" if implicit else codec, secret, allow_unsigned))
+            # A byte tier with no boundary above it (``.sqlite()`` alone) is encoded with its
+            # own builder's ``.serialize()`` settings, or the default codec.
+            if codec is None and getattr(b._storage, "bytes_only", False):
+                own_codec, own_secret, own_allow = b._serialize or (None, None, False)
+                specs.append(TierSpec(b._kind, name, b._storage, ttl, ttr, b._policy,
+                                      b._expiration, own_codec or "default", own_secret, own_allow))
+            else:
+                specs.append(TierSpec(b._kind, name, b._storage, ttl, ttr, b._policy,
+                                      b._expiration, codec, secret, allow_unsigned))
             if b._serialize is not None:
                 if codec is not None:
                     problems.append(f"{where}: the stack already serializes above this tier")

@@ -190,7 +190,7 @@ class Serializer:
     {'a': (1, 2)}
     """
 
-    __slots__ = ("_decode", "_encode", "_header", "_secret", "codec", "signed")
+    __slots__ = ("_decode", "_encode", "_header", "_secret", "_sign", "codec", "signed")
 
     def __init__(self, codec: Any = None, *, secret: bytes | str | None = None) -> None:
         codec = PickleCodec() if codec is None else codec
@@ -214,6 +214,7 @@ class Serializer:
         self._encode: Callable[[Any], bytes] = codec.encode
         self._decode: Callable[[bytes], Any] = codec.decode
         self._header = bytes([FORMAT_VERSION]) + tag + (_HMAC if secret is not None else _CRC)
+        self._sign = _hmac_sha256(secret) if secret is not None else None
 
     def dumps(self, value: Any) -> bytes:
         """The payload for ``value``; ``SerializationError`` names the type that failed."""
@@ -230,7 +231,8 @@ class Serializer:
             )
         body = bytes(body)
         if self._secret is not None:
-            return self._header + hmac.digest(self._secret, body, "sha256") + body
+            assert self._sign is not None
+            return self._header + self._sign(body) + body
         return self._header + _pack_crc(zlib.crc32(body)) + body
 
     def loads(self, payload: bytes) -> Any:
@@ -245,7 +247,8 @@ class Serializer:
             if len(payload) < 3 + _MAC_SIZE:
                 raise DecodeError("truncated payload: no room for its signature")
             body = payload[3 + _MAC_SIZE:]
-            mac = hmac.digest(self._secret, body, "sha256")
+            assert self._sign is not None
+            mac = self._sign(body)
             if not hmac.compare_digest(mac, payload[3:3 + _MAC_SIZE]):
                 raise DecodeError("bad signature: the payload was altered or signed with another secret")
         else:
@@ -527,3 +530,24 @@ def encoded_tier(tier: Any, spec: Any) -> EncodedTier | AsyncEncodedTier:
     if inspect.iscoroutinefunction(getattr(tier, "get", None)):
         return AsyncEncodedTier(tier, serializer, name=name)
     return EncodedTier(tier, serializer, name=name)
+
+
+def _hmac_sha256(secret: bytes) -> Callable[[bytes], bytes]:
+    """HMAC-SHA256 (RFC 2104) with the keyed inner and outer states computed once.
+
+    Copying two prepared ``hashlib`` states per payload gives the same digest as
+    ``hmac.digest(secret, body, "sha256")`` at a fraction of its cost.
+    """
+    key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
+    key = key.ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+
+    def sign(body: bytes) -> bytes:
+        i = inner.copy()
+        i.update(body)
+        o = outer.copy()
+        o.update(i.digest())
+        return o.digest()
+
+    return sign

@@ -527,3 +527,16 @@ async def test_blocking_client_under_any_frontend(frontend, clock, server, ns) -
     finally:
         client.delete(f"{ns}:k")
         client.close()
+
+
+def test_a_redis_tier_signed_by_its_own_builder_builds(server: RedisServer, raw: Any) -> None:
+    # .serialize() on the builder that holds the byte tier itself applies to that tier.
+    from cachet import Cache
+
+    cache = Cache.builder().redis(server.url, namespace="own-builder").serialize(secret=b"s").build()
+    try:
+        cache.insert("k", {"v": 1})
+        assert cache.get("k").value == {"v": 1}
+        assert raw.get("own-builder:k")  # stored, signed, under its namespace
+    finally:
+        cache.close()

@@ -429,3 +429,13 @@ def test_redis_like_tier_refused_at_build_without_secret() -> None:
         Cache.builder().memory(10).serialize().fallback(net).build()
     Cache.builder().memory(10).serialize(secret="s").fallback(net).build().close()
     Cache.builder().memory(10).serialize(allow_unsigned_pickle=True).fallback(net).build().close()
+
+
+@pytest.mark.parametrize("secret", [b"s", b"k" * 64, b"long" * 40])
+@pytest.mark.parametrize("body", [b"", b"payload", bytes(range(256)) * 8])
+def test_signature_is_standard_hmac_sha256(secret: bytes, body: bytes) -> None:
+    import hmac
+
+    from cachet.serialize import _hmac_sha256
+
+    assert _hmac_sha256(secret)(body) == hmac.digest(secret, body, "sha256")

@@ -7,6 +7,7 @@ only what is running now and never grow without bound.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
+from contextlib import AbstractContextManager
 from typing import Any
 
 _PENDING: Any = object()
@@ -99,31 +100,36 @@ class WriteGuard:
     """Closes the invalidate-during-load race (no ABA): a value read or loaded before an
     invalidate, insert or clear of its key is never written after it."""
 
-    __slots__ = ("_tokens",)
+    __slots__ = ("_mutex", "_tokens")
 
-    def __init__(self) -> None:
+    def __init__(self, mutex: AbstractContextManager[Any]) -> None:
+        self._mutex = mutex
         self._tokens: dict[Hashable, list[WriteToken]] = {}
 
     def begin(self, key: Hashable) -> WriteToken:
         token = WriteToken(key)
-        self._tokens.setdefault(key, []).append(token)
+        with self._mutex:
+            self._tokens.setdefault(key, []).append(token)
         return token
 
     def end(self, token: WriteToken) -> None:
-        tokens = self._tokens.get(token.key)
-        if tokens is not None:
-            tokens.remove(token)
-            if not tokens:
-                del self._tokens[token.key]
+        with self._mutex:
+            tokens = self._tokens.get(token.key)
+            if tokens is not None:
+                tokens.remove(token)
+                if not tokens:
+                    del self._tokens[token.key]
 
     def supersede(self, key: Hashable) -> None:
-        for token in self._tokens.get(key, ()):
-            token.stale = True
+        with self._mutex:
+            for token in self._tokens.get(key, ()):
+                token.stale = True
 
     def supersede_all(self) -> None:
-        for tokens in self._tokens.values():
-            for token in tokens:
-                token.stale = True
+        with self._mutex:
+            for tokens in self._tokens.values():
+                for token in tokens:
+                    token.stale = True
 
     def __len__(self) -> int:
         return len(self._tokens)

@@ -95,9 +95,13 @@ class Level:
 
     def copy_of(self, entry: CacheEntry[Any], source: Level, now: float) -> CacheEntry[Any] | None:
         """The copy of ``entry`` (as ``source`` holds it) to store here, or ``None``."""
-        left = source.remaining(entry, now)
-        if left is not None and left <= 0:
-            return None
+        ttl = entry.ttl if entry.ttl is not None else source.ttl  # source.remaining(), inlined
+        if ttl is None:
+            left = None
+        else:
+            left = 0.0 if entry.cached_at is None else ttl - (now - entry.cached_at)
+            if left <= 0:
+                return None
         ttl = self.ttl if left is None else (left if self.ttl is None else min(self.ttl, left))
         return CacheEntry(entry.value, now, ttl)
 

@@ -86,7 +86,7 @@ class Core:
         self.mutex = mutex
         self.threaded = threaded
         self.flights = Flights()
-        self.guard = WriteGuard()
+        self.guard = WriteGuard(mutex)
         self.refreshing: set[tuple[int, Hashable]] = set()
         self.counts = [[0] * len(FIELDS) for _ in levels]
         self.coalesced_waits = 0
@@ -226,45 +226,56 @@ class Core:
     # -- 2. flows ----------------------------------------------------------------------
 
     def get_flow(self, key: Hashable) -> Flow:
-        found, _ = yield from self._walk(key, 0)
-        return found
+        return self._walk(key, 0, False)
 
-    def _walk(self, key: Hashable, i: int) -> Flow:
-        """Read tier ``i`` and below; returns ``(entry, level that served it)``."""
-        level = self.levels[i]
-        last = i == len(self.levels) - 1
-        t0 = _ns() if self.reporter is not None else 0
+    def _walk(self, key: Hashable, start: int, with_source: bool) -> Flow:
+        """Read tiers from ``start`` down until one has the key fresh, then store copies
+        of it in the tiers above that one. Returns the entry as the serving tier holds it
+        (and that tier, ``with_source``). A loop, not a recursion: each effect passes
+        through one generator frame however deep the stack."""
+        levels = self.levels
+        last = len(levels) - 1
+        reporting = self.reporter is not None
+        found = source = token = None
+        i = start
         try:
-            entry = yield Call(level.get, (key,))
-        except Exception as exc:
-            self.report(level, a.GET_ERROR, t0)
-            if last:
-                raise self.tier_error(level, "get", exc)  # noqa: B904 (cause set there)
-            entry = None
-        else:
-            if entry is not None:
-                now = self.now()
-                if level.expired(entry, now):
-                    self.report(level, a.EXPIRED, t0)
-                    if level.eager:
-                        yield from self._evict_expired(level, key)
+            while True:
+                level = levels[i]
+                t0 = _ns() if reporting else 0
+                try:
+                    entry = yield Call(level.get, (key,))
+                except Exception as exc:
+                    self.report(level, a.GET_ERROR, t0)
+                    if i == last:
+                        raise self.tier_error(level, "get", exc)  # noqa: B904 (cause set there)
+                    entry = None
                 else:
-                    self.report(level, a.HIT, t0)
-                    if not last and level.stale(entry, now):
-                        yield from self._start_refresh(key, i)
-                    return entry, level
-            else:
-                self.report(level, a.MISS, t0)
-        if last:
-            return None, None
-        token = self._begin_write(key)
-        try:
-            found, source = yield from self._walk(key, i + 1)
-            if found is not None:
-                yield from self._store_copy(key, level, found, source, token)
+                    if entry is None:
+                        self.report(level, a.MISS, t0)
+                    else:
+                        now = self.now()
+                        if not level.expired(entry, now):
+                            self.report(level, a.HIT, t0)
+                            if i < last and level.ttr is not None and level.stale(entry, now):
+                                yield from self._start_refresh(key, i)
+                            found, source = entry, level
+                            break
+                        self.report(level, a.EXPIRED, t0)
+                        if level.eager:
+                            yield from self._evict_expired(level, key)
+                if i == last:
+                    break
+                if token is None:  # anything read below may be copied up: guard the key
+                    token = self.guard.begin(key)
+                i += 1
+            if found is not None and token is not None:
+                assert source is not None
+                for j in range(i - 1, start - 1, -1):
+                    yield from self._store_copy(key, levels[j], found, source, token)
         finally:
-            self._end_write(token)
-        return found, source
+            if token is not None:
+                self.guard.end(token)
+        return (found, source) if with_source else found
 
     def _evict_expired(self, level: Level, key: Hashable) -> Flow:
         try:
@@ -294,14 +305,6 @@ class Core:
         self.report(level, a.INSERTED if outcome is ACCEPTED else a.INSERT_REJECTED, t0)
         return outcome is ACCEPTED
 
-    def _begin_write(self, key: Hashable) -> WriteToken:
-        with self.mutex:
-            return self.guard.begin(key)
-
-    def _end_write(self, token: WriteToken) -> None:
-        with self.mutex:
-            self.guard.end(token)
-
     # -- refresh -----------------------------------------------------------------------
 
     def _start_refresh(self, key: Hashable, i: int) -> Flow:
@@ -318,10 +321,10 @@ class Core:
 
     def _refresh_flow(self, key: Hashable, i: int) -> Flow:
         level = self.levels[i]
-        token = self._begin_write(key)
+        token = self.guard.begin(key)
         try:
             try:
-                found, source = yield from self._walk(key, i + 1)
+                found, source = yield from self._walk(key, i + 1, True)
             except Exception:
                 found = None
             if found is None:
@@ -330,7 +333,7 @@ class Core:
             yield from self._store_copy(key, level, found, source, token)
             self.report(level, a.REFRESH_HIT, request_id=0)
         finally:
-            self._end_write(token)
+            self.guard.end(token)
             with self.mutex:
                 self.refreshing.discard((i, key))
 
@@ -338,10 +341,10 @@ class Core:
 
     def load_flow(self, key: Hashable, factory: Callable[[], Any], mode: str) -> Flow:
         """``get_or_insert`` and friends: read through the tiers, else load and insert."""
-        found, _ = yield from self._walk(key, 0)
+        found = yield from self._walk(key, 0, False)
         if found is not None:
             return found
-        token = self._begin_write(key)
+        token = self.guard.begin(key)
         mark = _LOADING.set(_LOADING.get() | {(id(self), key)})
         try:
             try:
@@ -360,14 +363,13 @@ class Core:
             outcome, stamped, _ = yield from self._write_all(key, entry, token)
             return stamped if outcome is ACCEPTED else entry
         finally:
-            self._end_write(token)
+            self.guard.end(token)
 
     # -- writes ------------------------------------------------------------------------
 
     def insert_flow(self, key: Hashable, value: Any) -> Flow:
         entry = value if isinstance(value, CacheEntry) else CacheEntry(value)
-        with self.mutex:
-            self.guard.supersede(key)
+        self.guard.supersede(key)
         outcome, _, error = yield from self._write_all(key, entry, None)
         if error is not None:
             raise error
@@ -405,15 +407,15 @@ class Core:
         return outcome, stamped, error
 
     def invalidate_flow(self, key: Hashable) -> Flow:
+        self.guard.supersede(key)
         with self.mutex:
-            self.guard.supersede(key)
             self.flights.detach(key, READ_OPS)
         yield from self._fan(a.INVALIDATED, a.INVALIDATE_ERROR, "invalidate",
                              lambda lv: Call(lv.invalidate, (key,)))
 
     def clear_flow(self) -> Flow:
+        self.guard.supersede_all()
         with self.mutex:
-            self.guard.supersede_all()
             self.flights.detach_all(READ_OPS)
         yield from self._fan(a.CLEARED, a.CLEAR_ERROR, "clear", lambda lv: Call(lv.clear, ()))
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
+import threading
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -51,7 +51,7 @@ class AsyncCacheBuilder(BuilderBase[K, V], Generic[K, V]):
 
             reporter = Reporter(name, self._handler, self._logs)
         core = Core(levels, self._clock, name=name, stampede=self._stampede,
-                    reporter=reporter, threaded=False, mutex=contextlib.nullcontext())
+                    reporter=reporter, threaded=False, mutex=threading.Lock())
         for level in levels:
             _listen(core, level)
         needs_tg = any(s.ttr is not None and s.ttr.spawner is None for s in specs)
