@@ -286,5 +286,6 @@ def build_levels(specs: list[TierSpec], clock: Clock, adapt: Adapter) -> tuple[l
             ttr=ttr.duration if ttr else None, spawner=ttr.spawner if ttr else None,
             policy=spec.policy, expiration=spec.expiration, index=i,
             inline=getattr(tier, "inline", None) if i == 0 else None,
+            direct=bool(getattr(tier, "nonblocking", False)),
         ))
     return levels, owned

@@ -26,6 +26,7 @@ class Level:
 
     __slots__ = (
         "clear",
+        "direct",
         "eager",
         "get",
         "index",
@@ -56,6 +57,7 @@ class Level:
         expiration: ExpirationPolicy,
         index: int,
         inline: tuple[Any, Any, Any] | None = None,
+        direct: bool = False,
     ) -> None:
         self.name = name
         self.tier = tier
@@ -68,7 +70,10 @@ class Level:
         self.eager = expiration.eager_removal
         self.index = index
         self.is_fallback = index > 0
-        self.inline = inline  # (lock, mapping, touch): see Core._make_hit
+        self.inline = inline  # (lock, mapping, touch): see Core.make_hit
+        # An in-process tier that never blocks (``nonblocking = True``: memory, MockTier):
+        # flows call its operations directly instead of yielding them as effects.
+        self.direct = direct
 
     def expired(self, entry: CacheEntry[Any], now: float) -> bool:
         ttl = entry.ttl if entry.ttl is not None else self.ttl

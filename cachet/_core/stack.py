@@ -243,7 +243,7 @@ class Core:
                 level = levels[i]
                 t0 = _ns() if reporting else 0
                 try:
-                    entry = yield Call(level.get, (key,))
+                    entry = level.get(key) if level.direct else (yield Call(level.get, (key,)))
                 except Exception as exc:
                     self.report(level, a.GET_ERROR, t0)
                     if i == last:
@@ -279,7 +279,10 @@ class Core:
 
     def _evict_expired(self, level: Level, key: Hashable) -> Flow:
         try:
-            yield Call(level.invalidate, (key,))
+            if level.direct:
+                level.invalidate(key)
+            else:
+                yield Call(level.invalidate, (key,))
         except Exception:
             self.report(level, a.INVALIDATE_ERROR)
 
@@ -295,7 +298,10 @@ class Core:
             return False
         t0 = _ns() if self.reporter is not None else 0
         try:
-            outcome = yield Call(level.insert, (key, copy))
+            if level.direct:
+                outcome = level.insert(key, copy)
+            else:
+                outcome = yield Call(level.insert, (key, copy))
         except Exception:
             self.report(level, a.INSERT_ERROR, t0)
             return False
@@ -357,7 +363,7 @@ class Core:
                 _LOADING.reset(mark)
             if result is None and mode is OPTIONAL:
                 return None
-            entry = result if isinstance(result, CacheEntry) else CacheEntry(result)
+            entry = result if type(result) is CacheEntry else CacheEntry(result)
             if token.stale:
                 return entry
             outcome, stamped, _ = yield from self._write_all(key, entry, token)
@@ -390,7 +396,7 @@ class Core:
         if not targets:
             return REJECTED, stamped, None
         t0 = _ns() if self.reporter is not None else 0
-        results = yield Fanout([Call(lv.insert, (key, stamped)) for lv in targets])
+        results = yield from self._each(targets, "insert", (key, stamped))
         outcome, error = REJECTED, None
         for level, result in zip(targets, results, strict=True):
             if isinstance(result, BaseException):
@@ -402,26 +408,52 @@ class Core:
             else:
                 self.report(level, a.INSERT_REJECTED, t0)
         if token is not None and token.stale:  # lost a race with an invalidate: undo
-            yield Fanout([Call(lv.invalidate, (key,)) for lv in targets])
+            yield from self._each(targets, "invalidate", (key,))
             return REJECTED, entry, error
         return outcome, stamped, error
+
+    def _each(self, levels: list[Level], op: str, args: tuple[Any, ...]) -> Flow:
+        """Run tier operation ``op`` on each level: in-process tiers directly, the others
+        as one effect (concurrent in aio). Returns each result or the ``Exception`` it
+        raised, in level order; never raises."""
+        results: list[Any] = [None] * len(levels)
+        remote: list[tuple[int, Call]] = []
+        for n, level in enumerate(levels):
+            fn = getattr(level, op)
+            if level.direct:
+                try:
+                    results[n] = fn(*args)
+                except Exception as exc:
+                    results[n] = exc
+            else:
+                remote.append((n, Call(fn, args)))
+        if len(remote) == 1:
+            n, call = remote[0]
+            try:
+                results[n] = yield call
+            except Exception as exc:
+                results[n] = exc
+        elif remote:
+            answers = yield Fanout([call for _, call in remote])
+            for (n, _), answer in zip(remote, answers, strict=True):
+                results[n] = answer
+        return results
 
     def invalidate_flow(self, key: Hashable) -> Flow:
         self.guard.supersede(key)
         with self.mutex:
             self.flights.detach(key, READ_OPS)
-        yield from self._fan(a.INVALIDATED, a.INVALIDATE_ERROR, "invalidate",
-                             lambda lv: Call(lv.invalidate, (key,)))
+        yield from self._fan(a.INVALIDATED, a.INVALIDATE_ERROR, "invalidate", (key,))
 
     def clear_flow(self) -> Flow:
         self.guard.supersede_all()
         with self.mutex:
             self.flights.detach_all(READ_OPS)
-        yield from self._fan(a.CLEARED, a.CLEAR_ERROR, "clear", lambda lv: Call(lv.clear, ()))
+        yield from self._fan(a.CLEARED, a.CLEAR_ERROR, "clear", ())
 
-    def _fan(self, ok: str, bad: str, op: str, call: Callable[[Level], Call]) -> Flow:
+    def _fan(self, ok: str, bad: str, op: str, args: tuple[Any, ...]) -> Flow:
         t0 = _ns() if self.reporter is not None else 0
-        results = yield Fanout([call(lv) for lv in self.levels])
+        results = yield from self._each(self.levels, op, args)
         error = None
         for level, result in zip(self.levels, results, strict=True):
             if isinstance(result, BaseException):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from types import CoroutineType
 from typing import Any
@@ -36,7 +35,7 @@ async def drive(flow: Flow, spawn: Callable[[Any], None]) -> Any:
                 send = await _fanout(effect.calls)  # type: ignore[union-attr]
             elif kind is Load:
                 send = effect.factory()  # type: ignore[union-attr]
-                if inspect.isawaitable(send):
+                if hasattr(send, "__await__"):  # a coroutine function's (or any awaitable)
                     send = await send
             else:
                 spawn(effect)

@@ -9,13 +9,14 @@ ttl over tier ttl), in a sweep at most once per tier ttl, so hits never pay for 
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
 
 import cachetools
 
-from .._core.clock import Clock
+from .._core.clock import Clock, SystemClock
 from .._core.entry import CacheEntry
 from .._core.policy import InsertOutcome
 
@@ -50,6 +51,7 @@ class MemoryTier:
         self.max_size = max_size
         self._getsizeof = getsizeof
         self._clock = clock
+        self._now = None if clock is None else (time.time if type(clock) is SystemClock else clock.now)
         self._ttl = ttl
         self._next_sweep = float("-inf")
         self._weight = 0.0
@@ -88,7 +90,8 @@ class MemoryTier:
     def insert(self, key: Hashable, entry: CacheEntry[Any]) -> InsertOutcome:
         events: list[tuple[str, Hashable]] = []
         with self._lock:
-            self._maybe_sweep(events)
+            if self._now is not None and self._now() >= self._next_sweep:
+                self._maybe_sweep(events)
             data = self._data
             if isinstance(data, _Reporting):
                 try:
@@ -148,9 +151,9 @@ class MemoryTier:
         return len(events)
 
     def _maybe_sweep(self, events: list[tuple[str, Hashable]]) -> None:
-        if self._clock is None:
+        if self._now is None:
             return
-        now = self._clock.now()
+        now = self._now()
         if now < self._next_sweep:
             return
         self._next_sweep = now + (self._ttl or 60.0)
