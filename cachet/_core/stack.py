@@ -40,9 +40,10 @@ from .errors import (
 )
 from .inflight import Flight, Flights, WriteGuard, WriteToken
 from .level import Level
-from .policy import InsertOutcome
+from .policy import InsertOutcome, InsertPolicy
 from .stats import FIELDS, STAT_OF_EVENT, snapshot
 
+ALWAYS = InsertPolicy.always()
 ACCEPTED = InsertOutcome.ACCEPTED
 REJECTED = InsertOutcome.REJECTED
 
@@ -90,13 +91,12 @@ class Core:
         self.refreshing: set[tuple[int, Hashable]] = set()
         self.counts = [[0] * len(FIELDS) for _ in levels]
         self.coalesced_waits = 0
+        self.ident = id(self)
         self.hit: Callable[[Hashable], CacheEntry[Any] | None] = self.make_hit()
 
     # -- 1. the hit path ---------------------------------------------------------------
 
-    def make_hit(
-        self, miss: Callable[[Hashable], Any] = _never_hit
-    ) -> Callable[[Hashable], Any]:
+    def make_hit(self, miss: Callable[[Hashable], Any] | None = None) -> Callable[[Hashable], Any]:
         """Inline form of ``Level.expired`` / ``Level.stale`` for the primary tier.
 
         The result returns a fresh, not stale primary entry, else ``miss(key)`` (by
@@ -109,7 +109,7 @@ class Core:
         """
         top = self.levels[0]
         if top.inline is None or self.reporter is not None:
-            return miss
+            return miss or _never_hit
         lock, data, touch = top.inline
         get = data.get
         tier_ttl = top.ttl
@@ -126,7 +126,7 @@ class Core:
                 if entry is not None and touch is not None:
                     touch(key)
             if entry is None:
-                return miss(key)  # outside the lock: the slow path takes it again
+                return None if miss is None else miss(key)  # outside the lock
             ttl = entry.ttl
             if ttl is None:
                 ttl = tier_ttl
@@ -134,16 +134,16 @@ class Core:
                 t = now()
                 at = entry.cached_at
                 if ttl is not None and (at is None or at > t or t - at > ttl):
-                    return miss(key)
+                    return None if miss is None else miss(key)
                 if ttr is not None and at is not None and (t < at or t - at >= ttr):
-                    return miss(key)
+                    return None if miss is None else miss(key)
             counts[0] += 1
             return entry
 
         def unlocked_hit(key: Hashable) -> Any:
             entry = get(key)
             if entry is None:
-                return miss(key)
+                return None if miss is None else miss(key)
             if touch is not None:
                 touch(key)
             ttl = entry.ttl
@@ -153,9 +153,9 @@ class Core:
                 t = now()
                 at = entry.cached_at
                 if ttl is not None and (at is None or at > t or t - at > ttl):
-                    return miss(key)
+                    return None if miss is None else miss(key)
                 if ttr is not None and at is not None and (t < at or t - at >= ttr):
-                    return miss(key)
+                    return None if miss is None else miss(key)
             counts[0] += 1
             return entry
 
@@ -200,7 +200,7 @@ class Core:
     # -- 5. coalescing and re-entrancy -------------------------------------------------
 
     def check_reentrant(self, key: Hashable) -> None:
-        if (id(self), key) in _LOADING.get():
+        if (self.ident, key) in _LOADING.get():
             raise ReentrantLoadError(
                 f"a factory of cache {self.name!r} asked it to load the key it is loading "
                 f"({key!r}); this would wait on itself forever"
@@ -351,7 +351,7 @@ class Core:
         if found is not None:
             return found
         token = self.guard.begin(key)
-        mark = _LOADING.set(_LOADING.get() | {(id(self), key)})
+        mark = _LOADING.set(_LOADING.get() | {(self.ident, key)})
         try:
             try:
                 result = yield Load(factory)
@@ -363,11 +363,18 @@ class Core:
                 _LOADING.reset(mark)
             if result is None and mode is OPTIONAL:
                 return None
-            entry = result if type(result) is CacheEntry else CacheEntry(result)
+            if isinstance(result, CacheEntry):
+                entry = result
+            elif token.stale:
+                return CacheEntry(result)
+            else:
+                entry = CacheEntry(result, self.now())  # stamped now, as _write_all would
             if token.stale:
                 return entry
             outcome, stamped, _ = yield from self._write_all(key, entry, token)
-            return stamped if outcome is ACCEPTED else entry
+            if outcome is ACCEPTED:
+                return stamped
+            return entry if entry is result else CacheEntry(result)
         finally:
             self.guard.end(token)
 
@@ -389,7 +396,7 @@ class Core:
         stamped = entry.ensure_cached_at(self.now())
         targets: list[Level] = []
         for level in self.levels:
-            if level.policy.accepts(stamped):
+            if level.policy is ALWAYS or level.policy.accepts(stamped):
                 targets.append(level)
             else:
                 self.report(level, a.INSERT_REJECTED)

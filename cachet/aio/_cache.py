@@ -10,7 +10,8 @@ reaches another. Background refreshes run in the cache's own task group, opened 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
@@ -19,7 +20,6 @@ import anyio.abc
 from .._core.effects import Flow, Spawn
 from .._core.entry import CacheEntry
 from .._core.errors import CacheError
-from .._core.inflight import Flight
 from .._core.policy import InsertOutcome
 from .._core.stack import OPTIONAL, PLAIN, TRY, Core
 from .._decorator import make_async_decorator
@@ -73,9 +73,7 @@ class Cache(Generic[K, V]):
         entry = self._hit(key)
         if entry is not None:
             return entry
-        core = self._core
-        return await self._run(a.OP_GET, key, core.get_flow(key),  # type: ignore[no-any-return]
-                               again=lambda: core.get_flow(key))
+        return await self._run(a.OP_GET, key, partial(self._core.get_flow, key))  # type: ignore[no-any-return]
 
     async def contains(self, key: K) -> bool:
         return await self.get(key) is not None
@@ -110,18 +108,16 @@ class Cache(Generic[K, V]):
 
     async def insert(self, key: K, value: V | CacheEntry[V]) -> InsertOutcome:
         """Write to every tier concurrently; ACCEPTED if any tier stored it."""
-        return await self._run(a.OP_INSERT, key, self._core.insert_flow(key, value),  # type: ignore[no-any-return]
+        return await self._run(a.OP_INSERT, key, partial(self._core.insert_flow, key, value),  # type: ignore[no-any-return]
                                coalesce=False)
 
     async def invalidate(self, key: K) -> None:
         """Remove ``key`` from every tier."""
-        core = self._core
-        await self._run(a.OP_INVALIDATE, key, core.invalidate_flow(key),
-                        again=lambda: core.invalidate_flow(key))
+        await self._run(a.OP_INVALIDATE, key, partial(self._core.invalidate_flow, key))
 
     async def clear(self) -> None:
         """Remove everything from every tier."""
-        await self._run(a.OP_CLEAR, None, self._core.clear_flow(), coalesce=False)
+        await self._run(a.OP_CLEAR, None, self._core.clear_flow, coalesce=False)
 
     # -- the rest ----------------------------------------------------------------------
 
@@ -195,66 +191,62 @@ class Cache(Generic[K, V]):
                 f"group in TimeToRefresh(d, spawner=tg))"
             )
 
-    async def _load(self, mode: str, key: K, factory: Callable[[], Any]) -> Any:
+    def _load(self, mode: str, key: K, factory: Callable[[], Any]) -> Awaitable[Any]:
         if not callable(factory):
             raise TypeError(f"factory must be callable, not {type(factory).__name__}")
-        self._core.check_reentrant(key)
         core = self._core
-        return await self._run(mode, key, core.load_flow(key, factory, mode),
-                               again=lambda: core.load_flow(key, factory, mode))
+        core.check_reentrant(key)
+        return self._run(mode, key, partial(core.load_flow, key, factory, mode))
 
-    async def _run(self, op: str, key: Any, flow: Flow, coalesce: bool = True,
-                   again: Callable[[], Flow] | None = None) -> Any:
-        """Drive ``flow``; with stampede protection, share it with concurrent callers.
+    async def _run(self, op: str, key: Any, make_flow: Callable[[], Flow],
+                   coalesce: bool = True) -> Any:
+        """Drive the flow ``make_flow()``; with stampede protection, share it with
+        concurrent callers of the same operation and key.
 
         The leader runs the shared call in its own task (spawning a task per miss would
         cost 30-140x the miss itself). If the leader is cancelled before an outcome, the
         call is abandoned, never failed: each waiter wakes and one of them leads a new
-        run (built by ``again``), so a waiter never sees another caller's cancellation.
+        run, so a waiter never sees another caller's cancellation.
         """
         core = self._core
-        try:
+        if self._closed or (self._needs_tg and self._tg is None):
             self._check_usable()
-            if op != a.OP_CLEAR:
+        if op is not a.OP_CLEAR:
+            try:
+                hash(key)
+            except TypeError:
                 _check_hashable(key)
-        except BaseException:
-            flow.close()
-            raise
         started = core.begin_operation() if core.reporter is not None else None
         coalesced = False
         try:
             if not (core.stampede and coalesce):
-                return await drive(flow, self._spawn)
+                return await drive(make_flow(), self._spawn)
             while True:
                 flight, leader = core.join(op, key, anyio.Event)
                 if leader:
-                    return await self._lead(flight, flow)
-                flow.close()
+                    break
                 coalesced = True
                 await flight.signal.wait()
                 if not flight.abandoned:
                     return flight.result()
-                flow = again() if again is not None else flow
+            signal = None
+            try:
+                value = await drive(make_flow(), self._spawn)
+            except Exception as exc:
+                signal = core.settle(flight, None, exc)
+                raise
+            except BaseException:  # cancelled: hand the call over to a waiter
+                signal = core.abandon(flight)
+                raise
+            else:
+                signal = core.settle(flight, value, None)
+                return value
+            finally:
+                if signal is not None:
+                    signal.set()
         finally:
             if started is not None:
                 core.end_operation(started, op, coalesced)
-
-    async def _lead(self, flight: Flight, flow: Flow) -> Any:
-        core = self._core
-        try:
-            value = await drive(flow, self._spawn)
-        except Exception as exc:
-            signal = core.settle(flight, None, exc)
-            raise
-        except BaseException:  # cancelled: hand the call over to a waiter
-            signal = core.abandon(flight)
-            raise
-        else:
-            signal = core.settle(flight, value, None)
-            return value
-        finally:
-            if signal is not None:
-                signal.set()
 
     def _spawn(self, effect: Spawn) -> None:
         spawner = effect.spawner or self._tg

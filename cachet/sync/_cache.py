@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor, ThreadPoolExecutor
+from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from .._core.effects import Flow, Spawn
@@ -75,7 +76,7 @@ class Cache(Generic[K, V]):
         return self._get_slow(key)
 
     def _get_slow(self, key: K) -> CacheEntry[V] | None:
-        return self._run(a.OP_GET, key, self._core.get_flow(key))  # type: ignore[no-any-return]
+        return self._run(a.OP_GET, key, partial(self._core.get_flow, key))  # type: ignore[no-any-return]
 
     def contains(self, key: K) -> bool:
         return self.get(key) is not None
@@ -112,16 +113,16 @@ class Cache(Generic[K, V]):
 
     def insert(self, key: K, value: V | CacheEntry[V]) -> InsertOutcome:
         """Write through to every tier; ACCEPTED if any tier stored it."""
-        return self._run(a.OP_INSERT, key, self._core.insert_flow(key, value),  # type: ignore[no-any-return]
+        return self._run(a.OP_INSERT, key, partial(self._core.insert_flow, key, value),  # type: ignore[no-any-return]
                          coalesce=False)
 
     def invalidate(self, key: K) -> None:
         """Remove ``key`` from every tier."""
-        self._run(a.OP_INVALIDATE, key, self._core.invalidate_flow(key))
+        self._run(a.OP_INVALIDATE, key, partial(self._core.invalidate_flow, key))
 
     def clear(self) -> None:
         """Remove everything from every tier."""
-        self._run(a.OP_CLEAR, None, self._core.clear_flow(), coalesce=False)
+        self._run(a.OP_CLEAR, None, self._core.clear_flow, coalesce=False)
 
     # -- the rest ----------------------------------------------------------------------
 
@@ -174,26 +175,32 @@ class Cache(Generic[K, V]):
         if not callable(factory):
             raise TypeError(f"factory must be callable, not {type(factory).__name__}")
         self._core.check_reentrant(key)
-        return self._run(mode, key, self._core.load_flow(key, factory, mode))
+        return self._run(mode, key, partial(self._core.load_flow, key, factory, mode))
 
-    def _run(self, op: str, key: Any, flow: Flow, coalesce: bool = True) -> Any:
+    def _run(self, op: str, key: Any, make_flow: Callable[[], Flow], coalesce: bool = True) -> Any:
+        """Drive the flow ``make_flow()``; with stampede protection, share it with
+        concurrent threads calling the same operation on the same key."""
         core = self._core
-        self._check_open()
-        if op != a.OP_CLEAR:
-            _check_hashable(key)
+        if self._closed:
+            self._check_open()
+        if op is not a.OP_CLEAR:
+            try:
+                hash(key)
+            except TypeError:
+                _check_hashable(key)
         started = core.begin_operation() if core.reporter is not None else None
         coalesced = False
         try:
             if not (core.stampede and coalesce):
-                return drive(flow, self._spawn)
+                return drive(make_flow(), self._spawn)
             flight, leader = core.join(op, key, threading.Event)
             if not leader:
-                flow.close()
                 coalesced = True
                 flight.signal.wait()
                 return flight.result()
+            signal = None
             try:
-                value = drive(flow, self._spawn)
+                value = drive(make_flow(), self._spawn)
             except BaseException as exc:
                 signal = core.settle(flight, None, exc)
                 raise

@@ -119,7 +119,8 @@ class MemoryTier:
                 if self.max_entries is not None and len(data) > self.max_entries:
                     k, _ = data.popitem(last=False)
                     events.append(("eviction", k))
-        self._emit(events)
+        if events:
+            self._emit(events)
         return InsertOutcome.ACCEPTED
 
     def invalidate(self, key: Hashable) -> None:
