@@ -216,12 +216,8 @@ class BuilderBase(Generic[K, V]):
             ttl = _duration(b._ttl, f"{where}: ttl", problems)
             ttr = b._ttr
             if ttr is not None:
-                if b._fallback is None:
-                    problems.append(
-                        f"{where}: time_to_refresh needs a tier below to refresh from; add "
-                        f".fallback(...) or remove time_to_refresh"
-                    )
-                elif ttl is not None and ttr.duration >= ttl:
+                # With no tier below, entries refresh through the loaders' factories only.
+                if ttl is not None and ttr.duration >= ttl:
                     problems.append(
                         f"{where}: time_to_refresh ({ttr.duration}s) must be shorter than its "
                         f"ttl ({ttl}s), or entries expire before they can be refreshed"

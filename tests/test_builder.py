@@ -22,7 +22,6 @@ def C(request):
         (lambda b: b.memory(0), "max_entries must be >= 1"),
         (lambda b: b.memory(10).ttl(-1), "ttl must be > 0"),
         (lambda b: b.memory(10).ttl(0), "ttl must be > 0"),
-        (lambda b: b.memory(10).ttl(10).time_to_refresh(5), "needs a tier below"),
         (lambda b: b.memory(10, policy="mru"), "policy must be one of"),
         (lambda b: b.memory(max_size=10), "getsizeof"),
         (lambda b: b.storage(object()), "is not a tier"),

@@ -228,11 +228,13 @@ class Core:
     def get_flow(self, key: Hashable) -> Flow:
         return self._walk(key, 0, False)
 
-    def _walk(self, key: Hashable, start: int, with_source: bool) -> Flow:
+    def _walk(self, key: Hashable, start: int, with_source: bool,
+              loader: tuple[Callable[[], Any], str] | None = None) -> Flow:
         """Read tiers from ``start`` down until one has the key fresh, then store copies
         of it in the tiers above that one. Returns the entry as the serving tier holds it
         (and that tier, ``with_source``). A loop, not a recursion: each effect passes
-        through one generator frame however deep the stack."""
+        through one generator frame however deep the stack. A stale hit starts a
+        refresh: from the tiers below, else through ``loader`` (factory, mode) if given."""
         levels = self.levels
         last = len(levels) - 1
         reporting = self.reporter is not None
@@ -256,8 +258,9 @@ class Core:
                         now = self.now()
                         if not level.expired(entry, now):
                             self.report(level, a.HIT, t0)
-                            if i < last and level.ttr is not None and level.stale(entry, now):
-                                yield from self._start_refresh(key, i)
+                            if (level.ttr is not None and (i < last or loader is not None)
+                                    and level.stale(entry, now)):
+                                yield from self._start_refresh(key, i, loader)
                             found, source = entry, level
                             break
                         self.report(level, a.EXPIRED, t0)
@@ -313,31 +316,51 @@ class Core:
 
     # -- refresh -----------------------------------------------------------------------
 
-    def _start_refresh(self, key: Hashable, i: int) -> Flow:
+    def _start_refresh(self, key: Hashable, i: int,
+                       loader: tuple[Callable[[], Any], str] | None) -> Flow:
         with self.mutex:
             if (i, key) in self.refreshing:
                 return
             self.refreshing.add((i, key))
+        token = self.guard.begin(key)  # an invalidate from now on cancels the refresh's write
         try:
-            yield Spawn(self._refresh_flow(key, i), self.levels[i].spawner)
+            yield Spawn(self._refresh_flow(key, i, loader, token), self.levels[i].spawner)
         except Exception:
+            self.guard.end(token)
             with self.mutex:
                 self.refreshing.discard((i, key))
             self.report(self.levels[i], a.REFRESH_MISS)
 
-    def _refresh_flow(self, key: Hashable, i: int) -> Flow:
+    def _refresh_flow(self, key: Hashable, i: int,
+                      loader: tuple[Callable[[], Any], str] | None, token: WriteToken) -> Flow:
+        """Refresh tier ``i``'s entry: from the tiers below if one has it fresh, else by
+        loading it again with the caller's factory (stale-while-revalidate)."""
         level = self.levels[i]
-        token = self.guard.begin(key)
         try:
-            try:
-                found, source = yield from self._walk(key, i + 1, True)
-            except Exception:
-                found = None
-            if found is None:
-                self.report(level, a.REFRESH_MISS, request_id=0)
+            found = source = None
+            if i < len(self.levels) - 1:
+                try:
+                    found, source = yield from self._walk(key, i + 1, True)
+                except Exception:
+                    found = None
+            if found is not None and source is not None:
+                yield from self._store_copy(key, level, found, source, token)
+                self.report(level, a.REFRESH_HIT, request_id=0)
                 return
-            yield from self._store_copy(key, level, found, source, token)
-            self.report(level, a.REFRESH_HIT, request_id=0)
+            if loader is not None:
+                factory, mode = loader
+                try:
+                    result = yield Load(factory)
+                except Exception:
+                    result = None
+                    mode = OPTIONAL  # a failed reload changes nothing
+                if not (result is None and mode is OPTIONAL):
+                    entry = result if isinstance(result, CacheEntry) else CacheEntry(result)
+                    if not token.stale:
+                        yield from self._write_all(key, entry, token)
+                    self.report(level, a.REFRESH_HIT, request_id=0)
+                    return
+            self.report(level, a.REFRESH_MISS, request_id=0)
         finally:
             self.guard.end(token)
             with self.mutex:
@@ -347,7 +370,7 @@ class Core:
 
     def load_flow(self, key: Hashable, factory: Callable[[], Any], mode: str) -> Flow:
         """``get_or_insert`` and friends: read through the tiers, else load and insert."""
-        found = yield from self._walk(key, 0, False)
+        found = yield from self._walk(key, 0, False, (factory, mode))
         if found is not None:
             return found
         token = self.guard.begin(key)
