@@ -215,13 +215,12 @@ class BuilderBase(Generic[K, V]):
                 continue
             ttl = _duration(b._ttl, f"{where}: ttl", problems)
             ttr = b._ttr
-            if ttr is not None:
-                # With no tier below, entries refresh through the loaders' factories only.
-                if ttl is not None and ttr.duration >= ttl:
-                    problems.append(
-                        f"{where}: time_to_refresh ({ttr.duration}s) must be shorter than its "
-                        f"ttl ({ttl}s), or entries expire before they can be refreshed"
-                    )
+            # With no tier below, entries refresh through the loaders' factories only.
+            if ttr is not None and ttl is not None and ttr.duration >= ttl:
+                problems.append(
+                    f"{where}: time_to_refresh ({ttr.duration}s) must be shorter than its "
+                    f"ttl ({ttl}s), or entries expire before they can be refreshed"
+                )
             name = b._name or b._kind
             base, n = name, 2
             while name in seen:
