@@ -48,9 +48,9 @@ class Accumulator:
         waited = " (waited on another call)" if event.coalesced else ""
         line = (f"#{event.request_id} {event.operation}{took}{waited}: "
                 f"{' -> '.join(steps) or 'no tier touched'}")
-        with self._lock:
+        with self._lock:  # print under the lock too: threads' lines never interleave
             self.lines.append(line)
-        print(line)
+            print(line, flush=True)
 
 
 def main() -> None:
