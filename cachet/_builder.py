@@ -70,6 +70,7 @@ class BuilderBase(Generic[K, V]):
         self._stampede = False
         self._handler: Any = None
         self._logs = False
+        self._backplane: Any = None
         self._problems: list[str] = []
 
     # -- storage -----------------------------------------------------------------------
@@ -178,6 +179,22 @@ class BuilderBase(Generic[K, V]):
         """Send typed events to ``handler.on_tier_event`` / ``handler.on_operation_complete``."""
         self._handler = handler
         return self
+
+    def backplane(self: B, backplane: Any) -> B:
+        """Keep the in-process tier coherent with other processes (see ``cachet.backplane``):
+        local writes are published, and other processes' writes evict the key here."""
+        if not callable(getattr(backplane, "attach", None)):
+            self._problems.append(f"{type(backplane).__name__} is not a backplane: it lacks attach()")
+        self._backplane = backplane
+        return self
+
+    def _attach_backplane(self, core: Any, owned: list[Any], asynchronous: bool) -> None:
+        """Wire the configured backplane to ``core``; the cache closes it with its tiers."""
+        if self._backplane is not None:
+            core.publish = self._backplane.attach(
+                evict=core.evict_local, clear=core.clear_local, asynchronous=asynchronous
+            )
+            owned.append(self._backplane)
 
     def enable_logs(self: B) -> B:
         """Emit events as ``logging`` records on the ``cachet`` logger."""

@@ -92,6 +92,9 @@ class Core:
         self.counts = [[0] * len(FIELDS) for _ in levels]
         self.coalesced_waits = 0
         self.ident = id(self)
+        # Set by a frontend when a backplane is configured: called (sync) or awaited (aio)
+        # as publish(op, key) after each local write; see _publish.
+        self.publish: Callable[[str, Hashable], Any] | None = None
         self.hit: Callable[[Hashable], CacheEntry[Any] | None] = self.make_hit()
 
     # -- 1. the hit path ---------------------------------------------------------------
@@ -440,7 +443,41 @@ class Core:
         if token is not None and token.stale:  # lost a race with an invalidate: undo
             yield from self._each(targets, "invalidate", (key,))
             return REJECTED, entry, error
+        if outcome is ACCEPTED:
+            yield from self._publish("insert", key)
         return outcome, stamped, error
+
+    # -- other processes (a backplane) ---------------------------------------------------
+
+    def _publish(self, op: str, key: Hashable) -> Flow:
+        """Tell the other processes sharing the lower tiers that ``key`` changed here, so
+        they drop their in-process copies. A failed publish is reported, never raised:
+        the write itself succeeded."""
+        if self.publish is None:
+            return
+        try:
+            yield Call(self.publish, (op, key))
+        except Exception:
+            self.report(self.levels[0], a.PUBLISH_ERROR)
+
+    def evict_local(self, key: Hashable) -> None:
+        """Another process changed ``key``: drop this process's in-process copy (the primary
+        tier, when it is in-process) and keep in-flight loads from writing it back."""
+        self.guard.supersede(key)
+        with self.mutex:
+            self.flights.detach(key, READ_OPS)
+        top = self.levels[0]
+        if top.direct:
+            top.invalidate(key)
+
+    def clear_local(self) -> None:
+        """Another process cleared the cache (or we lost track of what it did)."""
+        self.guard.supersede_all()
+        with self.mutex:
+            self.flights.detach_all(READ_OPS)
+        top = self.levels[0]
+        if top.direct:
+            top.clear()
 
     def _each(self, levels: list[Level], op: str, args: tuple[Any, ...]) -> Flow:
         """Run tier operation ``op`` on each level: in-process tiers directly, the others
@@ -474,12 +511,14 @@ class Core:
         with self.mutex:
             self.flights.detach(key, READ_OPS)
         yield from self._fan(a.INVALIDATED, a.INVALIDATE_ERROR, "invalidate", (key,))
+        yield from self._publish("invalidate", key)
 
     def clear_flow(self) -> Flow:
         self.guard.supersede_all()
         with self.mutex:
             self.flights.detach_all(READ_OPS)
         yield from self._fan(a.CLEARED, a.CLEAR_ERROR, "clear", ())
+        yield from self._publish("clear", None)
 
     def _fan(self, ok: str, bad: str, op: str, args: tuple[Any, ...]) -> Flow:
         t0 = _ns() if self.reporter is not None else 0

@@ -54,5 +54,6 @@ class AsyncCacheBuilder(BuilderBase[K, V], Generic[K, V]):
                     reporter=reporter, threaded=False, mutex=threading.Lock())
         for level in levels:
             _listen(core, level)
+        self._attach_backplane(core, owned, asynchronous=True)
         needs_tg = any(s.ttr is not None and s.ttr.spawner is None for s in specs)
         return Cache(core, owned, needs_tg)

@@ -43,6 +43,7 @@ class CacheBuilder(BuilderBase[K, V], Generic[K, V]):
                     reporter=reporter, threaded=True, mutex=threading.Lock())
         for level in levels:
             _listen(core, level)
+        self._attach_backplane(core, owned, asynchronous=False)
         return Cache(core, owned)
 
 

@@ -21,6 +21,7 @@ GET_ERROR: Final = "cache.get_error"
 INSERT_ERROR: Final = "cache.insert_error"
 INVALIDATE_ERROR: Final = "cache.invalidate_error"
 CLEAR_ERROR: Final = "cache.clear_error"
+PUBLISH_ERROR: Final = "cache.publish_error"
 # INFO events.
 EXPIRED: Final = "cache.expired"
 REFRESH_MISS: Final = "cache.refresh_miss"
@@ -46,7 +47,7 @@ OP_TRY_GET_OR_INSERT: Final = "cache.try_get_or_insert"
 OP_OPTIONALLY_GET_OR_INSERT: Final = "cache.optionally_get_or_insert"
 OP_REFRESH: Final = "cache.refresh"
 
-ERROR_EVENTS: Final = frozenset({GET_ERROR, INSERT_ERROR, INVALIDATE_ERROR, CLEAR_ERROR})
+ERROR_EVENTS: Final = frozenset({GET_ERROR, INSERT_ERROR, INVALIDATE_ERROR, CLEAR_ERROR, PUBLISH_ERROR})
 INFO_EVENTS: Final = frozenset(
     {EXPIRED, REFRESH_MISS, INSERTED, INSERT_REJECTED, INVALIDATED, EVICTION, DECODE_ERROR}
 )
