@@ -973,3 +973,18 @@ async def test_a_write_reports_each_tiers_own_duration(frontend, clock, monkeypa
         await c.insert("k", "v")
     assert [(e.tier_name, e.duration_ns) for e in h.events if isinstance(e, CacheTierEvent)] == [
         ("c", 1000), ("l2", 7)]
+
+
+def test_public_names_are_exported_and_documented() -> None:
+    import cachet.telemetry as t
+    from cachet.telemetry import otel
+
+    public = {n for n in dir(t) if not n.startswith("_") and n not in ("annotations", "otel")}
+    assert public == set(t.__all__)
+    for name in [*t.__all__, "otel"]:
+        obj = getattr(t, name)
+        assert obj.__doc__ and obj.__doc__.strip(), name
+    for obj in (otel.OpenTelemetryHandler, otel.OpenTelemetryHandler.on_tier_event,
+                otel.OpenTelemetryHandler.on_operation_complete, CacheStats.of,
+                CacheStats.from_snapshot, CacheStats.as_dict, TierStats.hit_ratio):
+        assert obj.__doc__, obj
