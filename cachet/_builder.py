@@ -41,6 +41,7 @@ class TierSpec:
     codec: Any  # the byte codec applied to this tier (None above any boundary)
     secret: bytes | None
     allow_unsigned_pickle: bool
+    jitter: float = 0.0
 
     def make_tier(self, clock: Clock) -> Any:
         if self.kind == "memory":
@@ -62,6 +63,7 @@ class BuilderBase(Generic[K, V]):
         self._storage: Any = None
         self._name: str | None = None
         self._ttl: Any = None
+        self._jitter = 0.0
         self._ttr: TimeToRefresh | None = None
         self._policy = InsertPolicy.always()
         self._expiration = ExpirationPolicy.lazy()
@@ -127,9 +129,17 @@ class BuilderBase(Generic[K, V]):
         self._name = name
         return self
 
-    def ttl(self: B, ttl: Duration) -> B:
-        """Entries in this tier expire ``ttl`` after they were stored (unless they carry their own)."""
+    def ttl(self: B, ttl: Duration, *, jitter: float = 0.0) -> B:
+        """Entries in this tier expire ``ttl`` after they were stored (unless they carry their own).
+
+        ``jitter`` (a fraction, e.g. ``0.1``) extends each stored entry's ttl by a random
+        amount up to that fraction, so entries written together do not expire together
+        (the jittered ttl is then written into the stored entry).
+        """
         self._ttl = ttl
+        if not (isinstance(jitter, (int, float)) and 0.0 <= jitter <= 1.0):
+            self._problems.append(f"ttl jitter must be a fraction between 0 and 1; got {jitter!r}")
+        self._jitter = float(jitter) if isinstance(jitter, (int, float)) else 0.0
         return self
 
     def insert_policy(self: B, policy: InsertPolicy) -> B:
@@ -248,10 +258,11 @@ class BuilderBase(Generic[K, V]):
             if codec is None and getattr(b._storage, "bytes_only", False):
                 own_codec, own_secret, own_allow = b._serialize or (None, None, False)
                 specs.append(TierSpec(b._kind, name, b._storage, ttl, ttr, b._policy,
-                                      b._expiration, own_codec or "default", own_secret, own_allow))
+                                      b._expiration, own_codec or "default", own_secret, own_allow,
+                                      b._jitter))
             else:
                 specs.append(TierSpec(b._kind, name, b._storage, ttl, ttr, b._policy,
-                                      b._expiration, codec, secret, allow_unsigned))
+                                      b._expiration, codec, secret, allow_unsigned, b._jitter))
             if b._serialize is not None:
                 if codec is not None:
                     problems.append(f"{where}: the stack already serializes above this tier")
@@ -296,6 +307,7 @@ def build_levels(specs: list[TierSpec], clock: Clock, adapt: Adapter) -> tuple[l
         levels.append(Level(
             name=spec.name, tier=tier, ops=ops, length=length, ttl=spec.ttl,
             ttr=ttr.duration if ttr else None, spawner=ttr.spawner if ttr else None,
+            retry_after=ttr.retry_after if ttr else None, jitter=spec.jitter,
             policy=spec.policy, expiration=spec.expiration, index=i,
             inline=getattr(tier, "inline", None) if i == 0 else None,
             direct=bool(getattr(tier, "nonblocking", False)),

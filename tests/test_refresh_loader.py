@@ -82,7 +82,7 @@ async def test_loader_reloads_when_the_tier_below_misses(frontend, clock) -> Non
 
 
 async def test_failed_reload_keeps_the_stale_value_and_frees_the_key(frontend, clock) -> None:
-    cache = frontend.builder(clock).memory(10).ttl(10).time_to_refresh(frontend.ttr(5)).build()
+    cache = frontend.builder(clock).memory(10).ttl(20).time_to_refresh(frontend.ttr(5)).build()
     load = Counter()
     async with frontend.open(cache) as c:
         await c.get_or_insert("k", frontend.factory(load))
@@ -94,7 +94,15 @@ async def test_failed_reload_keeps_the_stale_value_and_frees_the_key(frontend, c
         assert (await c.get("k")).value == "v1"
         assert cache.stats()["tiers"]["memory"]["refresh_misses"] == 1
         load.fail = None
-        await c.get_or_insert("k", frontend.factory(load))  # a new reload may start
+        await c.get_or_insert("k", frontend.factory(load))  # backing off: no reload yet
+        await frontend.settle()
+        assert load.calls == 2
+        clock.advance(4.999)  # retry_after defaults to the TTR (5 s)
+        await c.get_or_insert("k", frontend.factory(load))
+        await frontend.settle()
+        assert load.calls == 2
+        clock.advance(0.001)
+        await c.get_or_insert("k", frontend.factory(load))  # a new reload starts
         await frontend.settle()
         assert (await c.get("k")).value == "v3"
 

@@ -6,6 +6,7 @@ import pytest
 
 from cachet import (
     CacheEntry,
+    TimeToRefresh,
     ExpirationPolicy,
     InsertOutcome,
     InsertPolicy,
@@ -268,9 +269,12 @@ async def test_refresh_miss_leaves_stale_entry(frontend, clock) -> None:
     assert cache.stats()["tiers"]["l1"]["refresh_misses"] == 1
 
 
-async def test_failed_refresh_leaves_no_key_in_flight(frontend, clock) -> None:
-    cache, l1, l2 = two_tiers(frontend, clock, ttr=5)
-    l1.data["k"] = CacheEntry("old", clock.now() - 6)
+async def test_failed_refresh_leaves_no_key_in_flight_and_backs_off(frontend, clock) -> None:
+    l1 = MockTier.with_data({"k": CacheEntry("old", clock.now() - 6)})
+    l2 = MockTier()
+    ttr = TimeToRefresh(5, frontend.ttr(5).spawner, retry_after=2)
+    cache = (frontend.builder(clock).storage(l1).ttl(20).time_to_refresh(ttr)
+             .fallback(frontend.builder(clock).storage(l2)).build())
     l2.fail_when(lambda r: True)
     async with frontend.open(cache) as c:
         await c.get("k")
@@ -278,6 +282,12 @@ async def test_failed_refresh_leaves_no_key_in_flight(frontend, clock) -> None:
         assert cache._core.refreshing == set()
         l2.clear_failures()
         l2.data["k"] = CacheEntry("new", clock.now())
+        l2.clear_operations()
+        clock.advance(1.999)
+        await c.get("k")  # within retry_after: no new refresh, the store is spared
+        await frontend.settle()
+        assert l2.operations == [] and l1.data["k"].value == "old"
+        clock.advance(0.001)
         await c.get("k")  # a new refresh starts
         await frontend.settle()
         assert l1.data["k"].value == "new"

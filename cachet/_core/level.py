@@ -14,6 +14,7 @@ Rules (every one of them lives here):
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,8 @@ class Level:
     __slots__ = (
         "clear",
         "direct",
+        "jitter",
+        "retry_after",
         "eager",
         "get",
         "index",
@@ -58,6 +61,8 @@ class Level:
         index: int,
         inline: tuple[Any, Any, Any] | None = None,
         direct: bool = False,
+        jitter: float = 0.0,
+        retry_after: float | None = None,
     ) -> None:
         self.name = name
         self.tier = tier
@@ -74,6 +79,8 @@ class Level:
         # An in-process tier that never blocks (``nonblocking = True``: memory, MockTier):
         # flows call its operations directly instead of yielding them as effects.
         self.direct = direct
+        self.jitter = jitter  # extend each stored ttl by up to this fraction, at random
+        self.retry_after = retry_after  # after a failed refresh, wait this long to retry
 
     def expired(self, entry: CacheEntry[Any], now: float) -> bool:
         ttl = entry.ttl if entry.ttl is not None else self.ttl
@@ -107,8 +114,19 @@ class Level:
             left = 0.0 if entry.cached_at is None else ttl - (now - entry.cached_at)
             if left <= 0:
                 return None
-        ttl = self.ttl if left is None else (left if self.ttl is None else min(self.ttl, left))
+        mine = self.ttl
+        if mine is not None and self.jitter:
+            mine *= 1.0 + random.random() * self.jitter
+        ttl = mine if left is None else (left if mine is None else min(mine, left))
         return CacheEntry(entry.value, now, ttl)
+
+    def jittered(self, entry: CacheEntry[Any], rand: Callable[[], float]) -> CacheEntry[Any]:
+        """``entry`` with its effective ttl here extended by up to ``jitter`` (a fraction),
+        so entries written together do not all expire together."""
+        ttl = entry.ttl if entry.ttl is not None else self.ttl
+        if ttl is None or not self.jitter:
+            return entry
+        return CacheEntry(entry.value, entry.cached_at, ttl * (1.0 + rand() * self.jitter))
 
     def __repr__(self) -> str:
         return f"<Level {self.index} {self.name!r} ttl={self.ttl} ttr={self.ttr}>"

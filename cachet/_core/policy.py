@@ -92,12 +92,20 @@ class TimeToRefresh:
 
     ``spawner`` runs the refresh: a ``concurrent.futures.Executor`` for ``cachet.sync``
     (default: a small pool the cache owns) or an anyio ``TaskGroup`` for ``cachet.aio``
-    (default: the cache's own, opened by ``async with cache``).
+    (default: the cache's own, opened by ``async with cache``). A refresh that fails
+    (the tier below errs or misses, the reload raises) is not retried for the key until
+    ``retry_after`` has passed (default: ``duration``), so a failing store is not asked
+    again on every hit.
     """
 
     duration: float
     spawner: Any = None
+    retry_after: float = 0.0
 
-    def __init__(self, duration: Duration, spawner: Any = None) -> None:
-        object.__setattr__(self, "duration", to_seconds(duration, "time_to_refresh"))
+    def __init__(self, duration: Duration, spawner: Any = None, *,
+                 retry_after: Duration | None = None) -> None:
+        seconds = to_seconds(duration, "time_to_refresh")
+        object.__setattr__(self, "duration", seconds)
         object.__setattr__(self, "spawner", spawner)
+        object.__setattr__(self, "retry_after", seconds if retry_after is None
+                           else to_seconds(retry_after, "retry_after", allow_zero=True))

@@ -20,6 +20,7 @@ The frontends (``cachet.sync``, ``cachet.aio``) only carry out what this decides
 from __future__ import annotations
 
 import itertools
+import random
 import time
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager
@@ -89,6 +90,10 @@ class Core:
         self.flights = Flights()
         self.guard = WriteGuard(mutex)
         self.refreshing: set[tuple[int, Hashable]] = set()
+        # A refresh that failed is retried only after its tier's ``retry_after``.
+        self.refresh_backoff: dict[tuple[int, Hashable], float] = {}
+        self.jitter = any(lv.jitter for lv in levels)
+        self.random: Callable[[], float] = random.random
         self.counts = [[0] * len(FIELDS) for _ in levels]
         self.coalesced_waits = 0
         self.ident = id(self)
@@ -324,6 +329,11 @@ class Core:
         with self.mutex:
             if (i, key) in self.refreshing:
                 return
+            until = self.refresh_backoff.get((i, key))
+            if until is not None:
+                if self.now() < until:
+                    return
+                del self.refresh_backoff[(i, key)]
             self.refreshing.add((i, key))
         token = self.guard.begin(key)  # an invalidate from now on cancels the refresh's write
         try:
@@ -339,6 +349,7 @@ class Core:
         """Refresh tier ``i``'s entry: from the tiers below if one has it fresh, else by
         loading it again with the caller's factory (stale-while-revalidate)."""
         level = self.levels[i]
+        failed = True
         try:
             found = source = None
             if i < len(self.levels) - 1:
@@ -349,6 +360,7 @@ class Core:
             if found is not None and source is not None:
                 yield from self._store_copy(key, level, found, source, token)
                 self.report(level, a.REFRESH_HIT, request_id=0)
+                failed = False
                 return
             if loader is not None:
                 factory, mode = loader
@@ -362,12 +374,24 @@ class Core:
                     if not token.stale:
                         yield from self._write_all(key, entry, token)
                     self.report(level, a.REFRESH_HIT, request_id=0)
+                    failed = False
                     return
             self.report(level, a.REFRESH_MISS, request_id=0)
         finally:
             self.guard.end(token)
             with self.mutex:
                 self.refreshing.discard((i, key))
+                if failed:
+                    self._back_off(i, key, level)
+
+    def _back_off(self, i: int, key: Hashable, level: Level) -> None:
+        """Remember a failed refresh (under the mutex); the map is pruned as it grows."""
+        now = self.now()
+        backoff = self.refresh_backoff
+        if len(backoff) >= 1024:
+            for k in [k for k, until in backoff.items() if until <= now]:
+                del backoff[k]
+        backoff[(i, key)] = now + (level.retry_after or 0.0)
 
     # -- loaders -----------------------------------------------------------------------
 
@@ -429,7 +453,11 @@ class Core:
         if not targets:
             return REJECTED, stamped, None
         t0 = _ns() if self.reporter is not None else 0
-        results = yield from self._each(targets, "insert", (key, stamped))
+        if self.jitter:
+            per_level = [(key, lv.jittered(stamped, self.random)) for lv in targets]
+            results = yield from self._each(targets, "insert", (), per_level)
+        else:
+            results = yield from self._each(targets, "insert", (key, stamped))
         outcome, error = REJECTED, None
         for level, result in zip(targets, results, strict=True):
             if isinstance(result, BaseException):
@@ -479,14 +507,17 @@ class Core:
         if top.direct:
             top.clear()
 
-    def _each(self, levels: list[Level], op: str, args: tuple[Any, ...]) -> Flow:
-        """Run tier operation ``op`` on each level: in-process tiers directly, the others
-        as one effect (concurrent in aio). Returns each result or the ``Exception`` it
-        raised, in level order; never raises."""
+    def _each(self, levels: list[Level], op: str, args: tuple[Any, ...],
+              per_level: list[tuple[Any, ...]] | None = None) -> Flow:
+        """Run tier operation ``op`` on each level (with ``args``, or ``per_level[n]``):
+        in-process tiers directly, the others as one effect (concurrent in aio). Returns
+        each result or the ``Exception`` it raised, in level order; never raises."""
         results: list[Any] = [None] * len(levels)
         remote: list[tuple[int, Call]] = []
         for n, level in enumerate(levels):
             fn = getattr(level, op)
+            if per_level is not None:
+                args = per_level[n]
             if level.direct:
                 try:
                     results[n] = fn(*args)
