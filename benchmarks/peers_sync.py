@@ -19,7 +19,7 @@ from datetime import timedelta
 from functools import partial
 from typing import Any
 
-from _timing import interleaved
+from _timing import per_call_ns
 
 KEYS = {f"k{i}": i for i in range(1000)}
 HOT = "k5"
@@ -281,7 +281,17 @@ SYNC_DECORATOR: list[Case] = [
 
 def measure_hits(cases: list[Case], rounds: int, number: int) -> dict[str, float]:
     fns = {name: setup() for name, _, _, setup in cases}
-    return interleaved(fns, rounds=rounds, number=number)
+    # Slow cases (diskcache, tens of microseconds) get fewer calls per sample, so that a
+    # sample lasts about as long as a fast case's (budget: number x 1 us).
+    counts = {}
+    for name, fn in fns.items():
+        est = per_call_ns(fn, max(number // 10, 1))
+        counts[name] = max(200, min(number, int(number * 1_000 / max(est, 1.0))))
+    samples: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            samples[name].append(per_call_ns(fn, counts[name]))
+    return {name: statistics.median(s) for name, s in samples.items()}
 
 
 # -- protected miss-then-load on unique keys ----------------------------------------------------
