@@ -6,12 +6,12 @@ import pytest
 
 from cachet import (
     CacheEntry,
-    TimeToRefresh,
     ExpirationPolicy,
     InsertOutcome,
     InsertPolicy,
     LoaderError,
     TierError,
+    TimeToRefresh,
     UnsupportedError,
 )
 from cachet.service import ClearRequest, GetRequest, InsertRequest, InvalidateRequest

@@ -821,10 +821,6 @@ async def test_stats_count_a_scripted_scenario(frontend, clock, telemetry) -> No
         assert len(coalesced) == 2
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an entry that expired in a memory tier is counted twice in stats 'expired': once by the "
-    "lookup that found it expired (Core._walk), once more by the tier's age sweep reported "
-    "through sync/_builder.py::_listen; the sweep's removals need a stat of their own"))
 async def test_one_expired_entry_counts_once_in_stats(frontend, clock) -> None:
     cache = frontend.builder(clock).name("m").memory(10).ttl(10).build()
     async with frontend.open(cache) as c:
@@ -958,10 +954,6 @@ async def test_a_read_reports_each_tiers_own_duration(frontend, clock, monkeypat
         ("c", 1000), ("l2", 7)]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "writes to several tiers (Core._write_all, Core._fan) take one t0 before the Fanout and "
-    "report _ns() - t0 after it for every tier: each tier gets the whole fan-out's time (and "
-    "the reporting of the tiers before it), not its own"))
 async def test_a_write_reports_each_tiers_own_duration(frontend, clock, monkeypatch) -> None:
     import cachet._core.stack as stack
 

@@ -22,12 +22,14 @@ class Call:
 
 class Fanout:
     """Run every call (in order for sync, concurrently for aio); receive a list with each
-    result or the ``Exception`` it raised, in the same order."""
+    result or the ``Exception`` it raised, in the same order (``timed``: as pairs with
+    each call's own duration in ns)."""
 
-    __slots__ = ("calls",)
+    __slots__ = ("calls", "timed")
 
-    def __init__(self, calls: list[Call]) -> None:
+    def __init__(self, calls: list[Call], timed: bool = False) -> None:
         self.calls = calls
+        self.timed = timed
 
 
 class Load:

@@ -171,14 +171,20 @@ class Core:
 
     # -- telemetry ---------------------------------------------------------------------
 
-    def report(self, level: Level, event: str, t0: int = 0, request_id: int | None = None) -> None:
-        stat = STAT_OF_EVENT.get(event)
-        if stat is not None:
-            self.counts[level.index][stat] += 1
+    def report(self, level: Level, event: str, t0: int = 0, request_id: int | None = None, *,
+               duration: int | None = None, count: bool = True) -> None:
+        """Count ``event`` in the tier's stats (unless ``count`` is false) and, with
+        telemetry on, emit it with the time since ``t0`` (or the given ``duration``)."""
+        if count:
+            stat = STAT_OF_EVENT.get(event)
+            if stat is not None:
+                self.counts[level.index][stat] += 1
         rep = self.reporter
         if rep is not None:
             rid = REQUEST_ID.get() if request_id is None else request_id
-            rep.tier(rid, level.name, level.is_fallback, event, _ns() - t0 if t0 else 0)
+            if duration is None:
+                duration = _ns() - t0 if t0 else 0
+            rep.tier(rid, level.name, level.is_fallback, event, duration)
 
     def begin_operation(self, background: bool = False) -> tuple[Any, int]:
         """Give this operation a request id (0 for background work; telemetry on only).
@@ -452,22 +458,21 @@ class Core:
                 self.report(level, a.INSERT_REJECTED)
         if not targets:
             return REJECTED, stamped, None
-        t0 = _ns() if self.reporter is not None else 0
         if self.jitter:
             per_level = [(key, lv.jittered(stamped, self.random)) for lv in targets]
-            results = yield from self._each(targets, "insert", (), per_level)
+            results, took = yield from self._each(targets, "insert", (), per_level)
         else:
-            results = yield from self._each(targets, "insert", (key, stamped))
+            results, took = yield from self._each(targets, "insert", (key, stamped))
         outcome, error = REJECTED, None
-        for level, result in zip(targets, results, strict=True):
+        for level, result, ns in zip(targets, results, took, strict=True):
             if isinstance(result, BaseException):
-                self.report(level, a.INSERT_ERROR, t0)
+                self.report(level, a.INSERT_ERROR, duration=ns)
                 error = error or self.tier_error(level, "insert", result)
             elif result is ACCEPTED:
-                self.report(level, a.INSERTED, t0)
+                self.report(level, a.INSERTED, duration=ns)
                 outcome = ACCEPTED
             else:
-                self.report(level, a.INSERT_REJECTED, t0)
+                self.report(level, a.INSERT_REJECTED, duration=ns)
         if token is not None and token.stale:  # lost a race with an invalidate: undo
             yield from self._each(targets, "invalidate", (key,))
             return REJECTED, entry, error
@@ -511,31 +516,43 @@ class Core:
               per_level: list[tuple[Any, ...]] | None = None) -> Flow:
         """Run tier operation ``op`` on each level (with ``args``, or ``per_level[n]``):
         in-process tiers directly, the others as one effect (concurrent in aio). Returns
-        each result or the ``Exception`` it raised, in level order; never raises."""
+        each result or the ``Exception`` it raised, in level order, and (telemetry on)
+        each call's own duration in ns; never raises."""
+        timed = self.reporter is not None
         results: list[Any] = [None] * len(levels)
+        durations = [0] * len(levels)
         remote: list[tuple[int, Call]] = []
         for n, level in enumerate(levels):
             fn = getattr(level, op)
             if per_level is not None:
                 args = per_level[n]
             if level.direct:
+                t0 = _ns() if timed else 0
                 try:
                     results[n] = fn(*args)
                 except Exception as exc:
                     results[n] = exc
+                if timed:
+                    durations[n] = _ns() - t0
             else:
                 remote.append((n, Call(fn, args)))
         if len(remote) == 1:
             n, call = remote[0]
+            t0 = _ns() if timed else 0
             try:
                 results[n] = yield call
             except Exception as exc:
                 results[n] = exc
+            if timed:
+                durations[n] = _ns() - t0
         elif remote:
-            answers = yield Fanout([call for _, call in remote])
+            answers = yield Fanout([call for _, call in remote], timed)
             for (n, _), answer in zip(remote, answers, strict=True):
-                results[n] = answer
-        return results
+                if timed:
+                    results[n], durations[n] = answer
+                else:
+                    results[n] = answer
+        return results, durations
 
     def invalidate_flow(self, key: Hashable) -> Flow:
         self.guard.supersede(key)
@@ -552,15 +569,14 @@ class Core:
         yield from self._publish("clear", None)
 
     def _fan(self, ok: str, bad: str, op: str, args: tuple[Any, ...]) -> Flow:
-        t0 = _ns() if self.reporter is not None else 0
-        results = yield from self._each(self.levels, op, args)
+        results, took = yield from self._each(self.levels, op, args)
         error = None
-        for level, result in zip(self.levels, results, strict=True):
+        for level, result, ns in zip(self.levels, results, took, strict=True):
             if isinstance(result, BaseException):
-                self.report(level, bad, t0)
+                self.report(level, bad, duration=ns)
                 error = error or self.tier_error(level, op, result)
             else:
-                self.report(level, ok, t0)
+                self.report(level, ok, duration=ns)
         if error is not None:
             raise error
 

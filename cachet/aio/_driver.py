@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from types import CoroutineType
 from typing import Any
@@ -32,7 +33,7 @@ async def drive(flow: Flow, spawn: Callable[[Any], None]) -> Any:
                 if type(send) is CoroutineType:  # an async tier (or one run in a thread)
                     send = await send
             elif kind is Fanout:
-                send = await _fanout(effect.calls)  # type: ignore[union-attr]
+                send = await _fanout(effect.calls, effect.timed)  # type: ignore[union-attr]
             elif kind is Load:
                 send = effect.factory()  # type: ignore[union-attr]
                 if hasattr(send, "__await__"):  # a coroutine function's (or any awaitable)
@@ -43,28 +44,34 @@ async def drive(flow: Flow, spawn: Callable[[Any], None]) -> Any:
             error = exc
 
 
-async def _fanout(calls: list[Call]) -> list[Any]:
+async def _fanout(calls: list[Call], timed: bool) -> list[Any]:
     """Run every call concurrently; each slot gets its result or its ``Exception``.
 
     Inline tiers answer at once; only the coroutines of async tiers are awaited, in a
     task group when there are several.
     """
     results: list[Any] = []
+    took = [0] * len(calls)
     pending: list[tuple[int, Any]] = []
     for i, call in enumerate(calls):
+        t0 = time.perf_counter_ns()
         try:
             result = call.fn(*call.args)
         except Exception as exc:
             result = exc
         if type(result) is CoroutineType:
             pending.append((i, result))
+        else:
+            took[i] = time.perf_counter_ns() - t0
         results.append(result)
 
     async def one(i: int, coro: Any) -> None:
+        t0 = time.perf_counter_ns()
         try:
             results[i] = await coro
         except Exception as exc:
             results[i] = exc
+        took[i] = time.perf_counter_ns() - t0
 
     if len(pending) == 1:
         await one(*pending[0])
@@ -72,4 +79,4 @@ async def _fanout(calls: list[Call]) -> list[Any]:
         async with anyio.create_task_group() as tg:
             for i, coro in pending:
                 tg.start_soon(one, i, coro)
-    return results
+    return list(zip(results, took, strict=True)) if timed else results

@@ -63,6 +63,9 @@ def _listen(core: Core, level: Any) -> None:
 
     if hasattr(level.tier, "listener"):
         events = {"eviction": a.EVICTION, "expired": a.EXPIRED}
-        level.tier.listener = lambda event, key: core.report(level, events[event])
+        # Counted in stats by the lookups that find entries expired; the sweep's removals
+        # are events only, so one expired entry counts once.
+        level.tier.listener = lambda event, key: core.report(
+            level, events[event], count=event == "eviction")
     if hasattr(level.tier, "on_decode_error"):
         level.tier.on_decode_error = lambda key, exc: core.report(level, a.DECODE_ERROR)

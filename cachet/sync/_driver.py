@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,7 +24,8 @@ def drive(flow: Flow, spawn: Callable[[Any], None]) -> Any:
             if kind is Call:
                 send = effect.fn(*effect.args)  # type: ignore[union-attr]
             elif kind is Fanout:
-                send = [_attempt(call) for call in effect.calls]  # type: ignore[union-attr]
+                attempt = _timed if effect.timed else _attempt  # type: ignore[union-attr]
+                send = [attempt(call) for call in effect.calls]  # type: ignore[union-attr]
             elif kind is Load:
                 send = effect.factory()  # type: ignore[union-attr]
             else:
@@ -37,3 +39,9 @@ def _attempt(call: Call) -> Any:
         return call.fn(*call.args)
     except Exception as exc:
         return exc
+
+
+def _timed(call: Call) -> tuple[Any, int]:
+    t0 = time.perf_counter_ns()
+    result = _attempt(call)
+    return result, time.perf_counter_ns() - t0
