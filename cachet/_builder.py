@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 from ._core.clock import Clock, SystemClock
 from ._core.durations import Duration, to_seconds
 from ._core.entry import CacheEntry
-from ._core.policy import ExpirationPolicy, InsertPolicy, TimeToRefresh
+from ._core.policy import ExpirationPolicy, FailSafe, InsertPolicy, TimeToRefresh
 from .tiers._memory import MemoryTier, check_memory_args
 
 K = TypeVar("K")
@@ -42,11 +42,12 @@ class TierSpec:
     secret: bytes | None
     allow_unsigned_pickle: bool
     jitter: float = 0.0
+    grace: float = 0.0  # keep expired entries this much longer (fail-safe's max_stale)
 
     def make_tier(self, clock: Clock) -> Any:
         if self.kind == "memory":
-            factory: Callable[[Clock, float | None], Any] = self.storage
-            return factory(clock, self.ttl)
+            factory: Callable[[Clock, float | None, float], Any] = self.storage
+            return factory(clock, self.ttl, self.grace)
         # A tier that judges expiry itself (SQLite, Redis) learns the cache's clock, ttl, name.
         bind = getattr(self.storage, "bind_cache", None)
         if callable(bind):
@@ -73,6 +74,7 @@ class BuilderBase(Generic[K, V]):
         self._handler: Any = None
         self._logs = False
         self._backplane: Any = None
+        self._fail_safe: FailSafe | None = None
         self._problems: list[str] = []
 
     # -- storage -----------------------------------------------------------------------
@@ -91,9 +93,9 @@ class BuilderBase(Generic[K, V]):
         except (TypeError, ValueError) as exc:
             self._problems.append(str(exc))
 
-        def make(clock: Clock, ttl: float | None) -> MemoryTier:
+        def make(clock: Clock, ttl: float | None, grace: float) -> MemoryTier:
             return MemoryTier(max_entries, policy=policy, max_size=max_size,
-                              getsizeof=getsizeof, clock=clock, ttl=ttl)
+                              getsizeof=getsizeof, clock=clock, ttl=ttl, grace=grace)
 
         return self._set_storage("memory", make)
 
@@ -190,6 +192,17 @@ class BuilderBase(Generic[K, V]):
         self._handler = handler
         return self
 
+    def fail_safe(self: B, max_stale: Duration, *, backoff: Duration | None = None) -> B:
+        """When the tier below or a loader fails, serve an entry that expired at most
+        ``max_stale`` ago instead of raising, and keep serving it from the primary tier
+        for ``backoff`` (default: ``min(30 s, max_stale)``) before asking again. Off by
+        default. The memory tier keeps expired entries ``max_stale`` longer for it."""
+        try:
+            self._fail_safe = FailSafe(max_stale, backoff)
+        except (TypeError, ValueError) as exc:
+            self._problems.append(str(exc))
+        return self
+
     def backplane(self: B, backplane: Any) -> B:
         """Keep the in-process tier coherent with other processes (see ``cachet.backplane``):
         local writes are published, and other processes' writes evict the key here."""
@@ -270,6 +283,9 @@ class BuilderBase(Generic[K, V]):
                 codec = codec if codec is not None else "default"
         if problems:
             raise ValueError("invalid cache configuration:\n  - " + "\n  - ".join(problems))
+        if self._fail_safe is not None:
+            for spec in specs:
+                spec.grace = self._fail_safe.max_stale
         return specs
 
 

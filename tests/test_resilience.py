@@ -35,3 +35,88 @@ async def test_jittered_promotion_never_outlives_its_source(frontend, clock) -> 
 def test_jitter_must_be_a_fraction(frontend) -> None:
     with pytest.raises(ValueError, match="jitter"):
         frontend.builder().memory(10).ttl(10, jitter=2).build()
+
+
+# -- fail-safe ---------------------------------------------------------------------------
+
+
+def fail_safe_stack(frontend, clock, *, max_stale=60, backoff=5):
+    l2 = MockTier()
+    cache = (frontend.builder(clock).memory(100).ttl(10)
+             .fallback(frontend.builder(clock).storage(l2).ttl(100))
+             .fail_safe(max_stale, backoff=backoff).build())
+    return cache, l2
+
+
+async def test_fail_safe_serves_an_expired_entry_when_the_tier_below_fails(frontend, clock) -> None:
+    cache, l2 = fail_safe_stack(frontend, clock)
+    async with frontend.open(cache) as c:
+        await c.insert("k", "v")
+        clock.advance(30)  # expired in L1 (ttl 10), 20 s past expiry: within max_stale
+        l2.fail_when(lambda r: True)
+        got = await c.get("k")
+        assert got is not None and got.value == "v" and got.cached_at == clock.now() - 30
+        assert cache.stats()["tiers"]["memory"]["fail_safe"] == 1
+        # For the back-off it is served from L1 without asking the failing L2.
+        l2.clear_operations()
+        clock.advance(4)
+        assert (await c.get("k")).value == "v"
+        assert l2.operations == []
+        clock.advance(1.001)  # back-off over: L2 is asked again (and fails again)
+        assert (await c.get("k")).value == "v"
+        assert len(l2.operations) == 1
+
+
+async def test_fail_safe_does_not_serve_beyond_max_stale(frontend, clock) -> None:
+    from cachet import TierError
+
+    cache, l2 = fail_safe_stack(frontend, clock, max_stale=5)
+    async with frontend.open(cache) as c:
+        await c.insert("k", "v")
+        clock.advance(15.001)  # 5.001 s past expiry
+        l2.fail_when(lambda r: True)
+        with pytest.raises(TierError):
+            await c.get("k")
+
+
+async def test_fail_safe_serves_stale_when_the_loader_fails(frontend, clock) -> None:
+    cache = frontend.builder(clock).memory(10).ttl(10).fail_safe(60).build()
+
+    def boom():
+        raise RuntimeError("backend down")
+
+    async with frontend.open(cache) as c:
+        await c.get_or_insert("k", frontend.factory(lambda: "v"))
+        clock.advance(20)
+        assert (await c.get_or_insert("k", frontend.factory(boom))).value == "v"
+        assert (await c.try_get_or_insert("k", frontend.factory(boom))).value == "v"
+        clock.advance(100)  # beyond max_stale: the error surfaces
+        with pytest.raises(RuntimeError):
+            await c.get_or_insert("k", frontend.factory(boom))
+
+
+async def test_fail_safe_off_by_default_and_a_miss_is_still_a_miss(frontend, clock) -> None:
+    from cachet import TierError
+
+    cache, l2 = fail_safe_stack(frontend, clock)
+    plain = (frontend.builder(clock).memory(10).ttl(10)
+             .fallback(frontend.builder(clock).storage(l2)).build())
+    async with frontend.open(cache) as c, frontend.open(plain) as p:
+        await c.insert("k", "v")
+        await p.insert("k", "v")
+        clock.advance(20)
+        l2.data.clear()  # a healthy L2 that no longer has it: the value is gone
+        assert await c.get("k") is None
+        l2.fail_when(lambda r: True)
+        with pytest.raises(TierError):
+            await p.get("k")
+
+
+def test_memory_tier_keeps_expired_entries_for_max_stale(frontend, clock) -> None:
+    cache = frontend.builder(clock).memory(10).ttl(10).fail_safe(60).build()
+    tier = cache._core.levels[0].tier
+    tier.insert("k", CacheEntry("v", clock.now()))
+    clock.advance(69)
+    assert tier.expire() == 0
+    clock.advance(1.001)
+    assert tier.expire() == 1

@@ -109,3 +109,27 @@ class TimeToRefresh:
         object.__setattr__(self, "spawner", spawner)
         object.__setattr__(self, "retry_after", seconds if retry_after is None
                            else to_seconds(retry_after, "retry_after", allow_zero=True))
+
+
+@dataclass(frozen=True, slots=True)
+class FailSafe:
+    """Serve an expired entry, up to ``max_stale`` past its expiry, when the tier below or
+    the loader fails, instead of raising; keep it in the primary tier for ``backoff`` so
+    the failing store is not asked again on every call."""
+
+    max_stale: float
+    backoff: float
+
+    def __init__(self, max_stale: Duration, backoff: Duration | None = None) -> None:
+        stale = to_seconds(max_stale, "fail_safe max_stale")
+        object.__setattr__(self, "max_stale", stale)
+        object.__setattr__(self, "backoff", min(30.0, stale) if backoff is None
+                           else to_seconds(backoff, "fail_safe backoff"))
+
+    def usable(self, entry: CacheEntry[Any], level: Any, now: float) -> bool:
+        """Whether ``entry`` (expired in ``level``) is within ``max_stale`` of its expiry."""
+        ttl = entry.ttl if entry.ttl is not None else level.ttl
+        at = entry.cached_at
+        if ttl is None or at is None or at > now:
+            return False
+        return now - at - ttl <= self.max_stale

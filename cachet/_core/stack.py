@@ -41,7 +41,7 @@ from .errors import (
 )
 from .inflight import Flight, Flights, WriteGuard, WriteToken
 from .level import Level
-from .policy import InsertOutcome, InsertPolicy
+from .policy import FailSafe, InsertOutcome, InsertPolicy
 from .stats import FIELDS, STAT_OF_EVENT, snapshot
 
 ALWAYS = InsertPolicy.always()
@@ -78,6 +78,7 @@ class Core:
         reporter: Any,
         mutex: AbstractContextManager[Any],
         threaded: bool,
+        fail_safe: FailSafe | None = None,
     ) -> None:
         self.levels = levels
         self.clock = clock
@@ -87,6 +88,7 @@ class Core:
         self.reporter = reporter
         self.mutex = mutex
         self.threaded = threaded
+        self.fail_safe = fail_safe
         self.flights = Flights()
         self.guard = WriteGuard(mutex)
         self.refreshing: set[tuple[int, Hashable]] = set()
@@ -243,13 +245,20 @@ class Core:
         return self._walk(key, 0, False)
 
     def _walk(self, key: Hashable, start: int, with_source: bool,
-              loader: tuple[Callable[[], Any], str] | None = None) -> Flow:
+              loader: tuple[Callable[[], Any], str] | None = None,
+              expired_out: list[tuple[CacheEntry[Any], Level]] | None = None) -> Flow:
         """Read tiers from ``start`` down until one has the key fresh, then store copies
         of it in the tiers above that one. Returns the entry as the serving tier holds it
         (and that tier, ``with_source``). A loop, not a recursion: each effect passes
         through one generator frame however deep the stack. A stale hit starts a
-        refresh: from the tiers below, else through ``loader`` (factory, mode) if given."""
+        refresh: from the tiers below, else through ``loader`` (factory, mode) if given.
+
+        With fail-safe on, the first expired entry still within ``max_stale`` is kept:
+        if the last tier then fails, it is served instead of the error; a loader gets it
+        through ``expired_out`` for when its factory fails."""
         levels = self.levels
+        fail_safe = self.fail_safe
+        spare: tuple[CacheEntry[Any], Level] | None = None
         last = len(levels) - 1
         reporting = self.reporter is not None
         found = source = token = None
@@ -263,7 +272,11 @@ class Core:
                 except Exception as exc:
                     self.report(level, a.GET_ERROR, t0)
                     if i == last:
-                        raise self.tier_error(level, "get", exc)  # noqa: B904 (cause set there)
+                        if spare is None:
+                            raise self.tier_error(level, "get", exc)  # noqa: B904 (cause set there)
+                        found = yield from self._serve_spare(key, spare)
+                        source = spare[1]
+                        break
                     entry = None
                 else:
                     if entry is None:
@@ -278,14 +291,19 @@ class Core:
                             found, source = entry, level
                             break
                         self.report(level, a.EXPIRED, t0)
-                        if level.eager:
+                        usable = fail_safe is not None and fail_safe.usable(entry, level, now)
+                        if usable and spare is None:
+                            spare = (entry, level)
+                            if expired_out is not None:
+                                expired_out.append(spare)
+                        if level.eager and not usable:
                             yield from self._evict_expired(level, key)
                 if i == last:
                     break
                 if token is None:  # anything read below may be copied up: guard the key
                     token = self.guard.begin(key)
                 i += 1
-            if found is not None and token is not None:
+            if found is not None and token is not None and found is not (spare and spare[0]):
                 assert source is not None
                 for j in range(i - 1, start - 1, -1):
                     yield from self._store_copy(key, levels[j], found, source, token)
@@ -293,6 +311,24 @@ class Core:
             if token is not None:
                 self.guard.end(token)
         return (found, source) if with_source else found
+
+    def _serve_spare(self, key: Hashable, spare: tuple[CacheEntry[Any], Level]) -> Flow:
+        """Fail-safe: serve an expired entry instead of an error, and keep a copy of it
+        in the primary tier for ``backoff`` so the failing store is not asked on every
+        call. Returns the entry as its tier held it."""
+        entry, level = spare
+        assert self.fail_safe is not None
+        self.report(level, a.FAIL_SAFE)
+        top = self.levels[0]
+        held = CacheEntry(entry.value, self.now(), self.fail_safe.backoff)
+        try:
+            if top.direct:
+                top.insert(key, held)
+            else:
+                yield Call(top.insert, (key, held))
+        except Exception:
+            self.report(top, a.INSERT_ERROR)
+        return entry
 
     def _evict_expired(self, level: Level, key: Hashable) -> Flow:
         try:
@@ -403,7 +439,8 @@ class Core:
 
     def load_flow(self, key: Hashable, factory: Callable[[], Any], mode: str) -> Flow:
         """``get_or_insert`` and friends: read through the tiers, else load and insert."""
-        found = yield from self._walk(key, 0, False, (factory, mode))
+        spare: list[tuple[CacheEntry[Any], Level]] = []
+        found = yield from self._walk(key, 0, False, (factory, mode), spare)
         if found is not None:
             return found
         token = self.guard.begin(key)
@@ -412,6 +449,8 @@ class Core:
             try:
                 result = yield Load(factory)
             except Exception as exc:
+                if spare:  # fail-safe: an expired value beats an error
+                    return (yield from self._serve_spare(key, spare[0]))
                 if mode is TRY:
                     raise LoaderError(f"factory for key {key!r} raised {exc!r}") from exc
                 raise

@@ -51,7 +51,7 @@ class AsyncCacheBuilder(BuilderBase[K, V], Generic[K, V]):
 
             reporter = Reporter(name, self._handler, self._logs)
         core = Core(levels, self._clock, name=name, stampede=self._stampede,
-                    reporter=reporter, threaded=False, mutex=threading.Lock())
+                    reporter=reporter, fail_safe=self._fail_safe, threaded=False, mutex=threading.Lock())
         for level in levels:
             _listen(core, level)
         self._attach_backplane(core, owned, asynchronous=True)

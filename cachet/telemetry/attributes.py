@@ -30,6 +30,7 @@ INSERT_REJECTED: Final = "cache.insert_rejected"
 INVALIDATED: Final = "cache.invalidated"
 EVICTION: Final = "cache.eviction"
 DECODE_ERROR: Final = "cache.decode_error"
+FAIL_SAFE: Final = "cache.fail_safe"
 # DEBUG events.
 HIT: Final = "cache.hit"
 MISS: Final = "cache.miss"
@@ -49,6 +50,7 @@ OP_REFRESH: Final = "cache.refresh"
 
 ERROR_EVENTS: Final = frozenset({GET_ERROR, INSERT_ERROR, INVALIDATE_ERROR, CLEAR_ERROR, PUBLISH_ERROR})
 INFO_EVENTS: Final = frozenset(
-    {EXPIRED, REFRESH_MISS, INSERTED, INSERT_REJECTED, INVALIDATED, EVICTION, DECODE_ERROR}
+    {EXPIRED, REFRESH_MISS, INSERTED, INSERT_REJECTED, INVALIDATED, EVICTION, DECODE_ERROR,
+     FAIL_SAFE}
 )
 DEBUG_EVENTS: Final = frozenset({HIT, MISS, REFRESH_HIT, CLEARED})

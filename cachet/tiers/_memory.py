@@ -30,7 +30,7 @@ class MemoryTier:
 
     ``max_entries`` bounds the count; ``max_size`` with ``getsizeof(entry)`` bounds the
     total weight instead. ``clock`` and ``ttl`` (set by the builder's ``.memory()``) let it
-    drop expired entries on its own.
+    drop expired entries on its own; ``grace`` keeps them that much longer (fail-safe).
     """
 
     nonblocking = True
@@ -44,6 +44,7 @@ class MemoryTier:
         getsizeof: Callable[[CacheEntry[Any]], float] | None = None,
         clock: Clock | None = None,
         ttl: float | None = None,
+        grace: float = 0.0,
     ) -> None:
         check_memory_args(max_entries, policy, max_size, getsizeof)
         self.policy = policy
@@ -53,6 +54,7 @@ class MemoryTier:
         self._clock = clock
         self._now = None if clock is None else (time.time if type(clock) is SystemClock else clock.now)
         self._ttl = ttl
+        self._grace = grace  # expired entries are kept this much longer (fail-safe)
         self._next_sweep = float("-inf")
         self._weight = 0.0
         self.listener: Listener | None = None
@@ -165,7 +167,7 @@ class MemoryTier:
             if ttl is None:
                 continue
             at = e.cached_at
-            if at is None or at > now or now - at > ttl:
+            if at is None or at > now or now - at > ttl + self._grace:
                 dead.append(key)
         for key in dead:
             old = self._data.pop(key)
