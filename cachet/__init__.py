@@ -23,6 +23,14 @@ from ._core.policy import ExpirationPolicy as ExpirationPolicy
 from ._core.policy import InsertOutcome as InsertOutcome
 from ._core.policy import InsertPolicy as InsertPolicy
 from ._core.policy import TimeToRefresh as TimeToRefresh
+from ._decorator import AsyncCachedCallable as AsyncCachedCallable
+from ._decorator import AsyncCacheDecorator as AsyncCacheDecorator
+from ._decorator import AsyncCachedFunction as AsyncCachedFunction
+from ._decorator import BoundAsyncCachedFunction as BoundAsyncCachedFunction
+from ._decorator import BoundCachedFunction as BoundCachedFunction
+from ._decorator import CachedCallable as CachedCallable
+from ._decorator import CacheDecorator as CacheDecorator
+from ._decorator import CachedFunction as CachedFunction
 from .aio import Cache as AsyncCache
 from .sync import Cache as Cache
 
@@ -30,6 +38,14 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AsyncCache",
+    "AsyncCacheDecorator",
+    "AsyncCachedCallable",
+    "AsyncCachedFunction",
+    "BoundAsyncCachedFunction",
+    "BoundCachedFunction",
+    "CacheDecorator",
+    "CachedCallable",
+    "CachedFunction",
     "Cache",
     "CacheBuilder",
     "CacheEntry",

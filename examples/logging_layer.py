@@ -89,7 +89,9 @@ def run_sync() -> None:
     with Cache.builder().memory(100).fallback(Cache.builder().service(l2)).build() as cache:
         print("get user:1 ->", cache.get("user:1"))
         cache.insert("user:1", "Ada")
-        print("get user:1 ->", cache.get("user:1").value, "(an L1 hit: nothing logged)")
+        hit = cache.get("user:1")
+        assert hit is not None
+        print("get user:1 ->", hit.value, "(an L1 hit: nothing logged)")
         cache.invalidate("user:1")
         cache.clear()
 
@@ -102,8 +104,10 @@ async def run_async() -> None:
         builder = AsyncCache.builder().memory(100).fallback(AsyncCache.builder().service(l2))
         async with builder.build() as cache:
             await inner.insert("user:2", "Grace")
-            print("get user:2 ->", (await cache.get("user:2")).value, "(promoted from L2)")
-            print("get user:2 ->", (await cache.get("user:2")).value, "(an L1 hit: nothing logged)")
+            for note in ("(promoted from L2)", "(an L1 hit: nothing logged)"):
+                got = await cache.get("user:2")
+                assert got is not None
+                print("get user:2 ->", got.value, note)
             await cache.invalidate("user:2")
             print("get user:2 ->", await cache.get("user:2"))
 

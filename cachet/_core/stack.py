@@ -201,7 +201,7 @@ class Core:
         REQUEST_ID.reset(token)
         self.reporter.operation(rid, op, _ns() - t0, coalesced)
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> dict[str, Any]:
         return snapshot([lv.name for lv in self.levels], self.counts, self.coalesced_waits)
 
     def tier_error(self, level: Level, op: str, exc: BaseException) -> CacheError:

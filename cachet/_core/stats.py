@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..telemetry import attributes as a
 
 FIELDS = ("hits", "misses", "expired", "errors", "inserts", "rejections", "evictions",
@@ -15,7 +17,7 @@ STAT_OF_EVENT: dict[str, int] = {
 }
 
 
-def snapshot(names: list[str], counts: list[list[int]], coalesced: int) -> dict[str, object]:
+def snapshot(names: list[str], counts: list[list[int]], coalesced: int) -> dict[str, Any]:
     """The shape ``Cache.stats()`` returns: ``{"tiers": {name: {field: n}}, "coalesced_waits": n}``."""
     tiers = {name: dict(zip(FIELDS, row, strict=True)) for name, row in zip(names, counts, strict=True)}
     return {"tiers": tiers, "coalesced_waits": coalesced}

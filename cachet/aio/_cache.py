@@ -22,7 +22,7 @@ from .._core.entry import CacheEntry
 from .._core.errors import CacheError
 from .._core.policy import InsertOutcome
 from .._core.stack import OPTIONAL, PLAIN, TRY, Core
-from .._decorator import make_async_decorator
+from .._decorator import AsyncCacheDecorator, make_async_decorator
 from ..sync._cache import _check_hashable, _closed_hit
 from ..telemetry import attributes as a
 from ._driver import drive
@@ -121,11 +121,11 @@ class Cache(Generic[K, V]):
 
     # -- the rest ----------------------------------------------------------------------
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> dict[str, Any]:
         """Counts per tier (hits, misses, expired, errors, inserts, ...) and coalesced waits."""
         return self._core.stats()
 
-    def cached(self, *, key: Callable[..., Hashable] | None = None, ttl: Any = None) -> Any:
+    def cached(self, *, key: Callable[..., Hashable] | None = None, ttl: Any = None) -> AsyncCacheDecorator:
         """Memoize a coroutine function through :meth:`get_or_insert`."""
         return make_async_decorator(self, key=key, ttl=ttl)
 

@@ -18,7 +18,7 @@ from .._core.entry import CacheEntry
 from .._core.errors import CacheError
 from .._core.policy import InsertOutcome
 from .._core.stack import OPTIONAL, PLAIN, TRY, Core
-from .._decorator import make_sync_decorator
+from .._decorator import CacheDecorator, make_sync_decorator
 from ..telemetry import attributes as a
 from ._driver import drive
 
@@ -126,11 +126,11 @@ class Cache(Generic[K, V]):
 
     # -- the rest ----------------------------------------------------------------------
 
-    def stats(self) -> dict[str, object]:
+    def stats(self) -> dict[str, Any]:
         """Counts per tier (hits, misses, expired, errors, inserts, ...) and coalesced waits."""
         return self._core.stats()
 
-    def cached(self, *, key: Callable[..., Hashable] | None = None, ttl: Any = None) -> Any:
+    def cached(self, *, key: Callable[..., Hashable] | None = None, ttl: Any = None) -> CacheDecorator:
         """Memoize a function through :meth:`get_or_insert` (see ``cachet`` docs)."""
         return make_sync_decorator(self, key=key, ttl=ttl)
 

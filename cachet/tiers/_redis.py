@@ -173,6 +173,10 @@ class RedisTier:
     """
 
     network = True
+
+    def close(self) -> None:
+        """Close the clients this tier created (each kind of Redis tier knows which)."""
+        raise NotImplementedError
     """A tier shared over the network: unsigned pickles are refused above it."""
 
     bytes_only = True
