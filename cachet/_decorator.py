@@ -154,6 +154,23 @@ class _Base(Generic[P, R]):
         self._name = self._keys.name
         self._nparams = self._keys.nparams
         self._entry = _entry_of(ttl)
+        self._install_fast_call()
+
+    def _install_fast_call(self) -> None:
+        """Make calling this object the core's one-frame hit (``Core.make_call``): the
+        call's key built and looked up in the primary tier, the value returned, anything
+        else handed to ``_slow``. A per-function subclass carries it, since Python looks
+        ``__call__`` up on the type."""
+        core = getattr(self.cache, "_core", None)
+        if core is None:
+            return
+        is_async = isinstance(self, AsyncCachedFunction)
+        fast = core.make_call(self._name, self._nparams, self._slow, is_async)  # type: ignore[attr-defined]
+        if fast is not None:
+            cls = type(self)
+            self.__class__ = type(cls.__name__, (cls,), {  # type: ignore[assignment]
+                "__call__": staticmethod(fast), "__module__": cls.__module__,
+                "__qualname__": cls.__qualname__})
 
     def __set_name__(self, owner: type, name: str) -> None:
         self._owner = owner
@@ -172,6 +189,9 @@ class CachedFunction(_Base[P, R]):
     """
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self._slow(args, kwargs)  # replaced by the core's one-frame hit where it can
+
+    def _slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         key = self._keys(args, kwargs) if kwargs or len(args) != self._nparams else (self._name, *args)
         try:
             entry = self.cache._hit(key)
@@ -245,6 +265,9 @@ class AsyncCachedFunction(_Base[P, R]):
     """
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await self._slow(args, kwargs)  # replaced by the core's one-frame hit where it can
+
+    async def _slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
         key = self._keys(args, kwargs) if kwargs or len(args) != self._nparams else (self._name, *args)
         try:
             entry = self.cache._hit(key)

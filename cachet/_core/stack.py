@@ -39,6 +39,7 @@ from .errors import (
     TierError,
     UnsupportedError,
 )
+from .hitpath import build_hit
 from .inflight import Flight, Flights, WriteGuard, WriteToken
 from .level import Level
 from .policy import FailSafe, InsertOutcome, InsertPolicy
@@ -107,69 +108,31 @@ class Core:
     # -- 1. the hit path ---------------------------------------------------------------
 
     def make_hit(self, miss: Callable[[Hashable], Any] | None = None) -> Callable[[Hashable], Any]:
-        """Inline form of ``Level.expired`` / ``Level.stale`` for the primary tier.
-
-        The result returns a fresh, not stale primary entry, else ``miss(key)`` (by
-        default ``None``: "take the slow path"). A frontend may pass its slow path as
-        ``miss`` so that a whole ``get`` hit is one frame.
+        """The primary tier's hit: a fresh, not stale entry, else ``miss(key)`` (by default
+        ``None``: "take the slow path"). A frontend may pass its slow path as ``miss`` so
+        that a whole ``get`` hit is one frame (see ``hitpath.py``).
 
         Only a tier exposing ``inline = (lock, mapping, touch or None)`` (the memory tier)
-        gets a hit path, read right here. Telemetry on means every hit is reported, so
-        the slow path serves them all.
+        gets a hit path. Telemetry on means every hit is reported, so the slow path
+        serves them all.
         """
         top = self.levels[0]
         if top.inline is None or self.reporter is not None:
             return miss or _never_hit
-        lock, data, touch = top.inline
-        get = data.get
-        tier_ttl = top.ttl
-        ttr = top.ttr
-        now = self.now
-        counts = self.counts[0]
+        return build_hit(top.inline, tier_ttl=top.ttl, ttr=top.ttr, now=self.now,
+                         counts=self.counts[0], locked=self.threaded, miss=miss)
 
-        # Two copies of one body, to keep the hit to a single frame: the sync frontend's
-        # (under the tier's lock) and the aio frontend's (the memory tier is only touched
-        # on the event loop's thread, so no lock). Keep them identical but for the lock.
-        def locked_hit(key: Hashable) -> Any:
-            with lock:
-                entry = get(key)
-                if entry is not None and touch is not None:
-                    touch(key)
-            if entry is None:
-                return None if miss is None else miss(key)  # outside the lock
-            ttl = entry.ttl
-            if ttl is None:
-                ttl = tier_ttl
-            if ttl is not None or ttr is not None:
-                t = now()
-                at = entry.cached_at
-                if ttl is not None and (at is None or at > t or t - at > ttl):
-                    return None if miss is None else miss(key)
-                if ttr is not None and at is not None and (t < at or t - at >= ttr):
-                    return None if miss is None else miss(key)
-            counts[0] += 1
-            return entry
-
-        def unlocked_hit(key: Hashable) -> Any:
-            entry = get(key)
-            if entry is None:
-                return None if miss is None else miss(key)
-            if touch is not None:
-                touch(key)
-            ttl = entry.ttl
-            if ttl is None:
-                ttl = tier_ttl
-            if ttl is not None or ttr is not None:
-                t = now()
-                at = entry.cached_at
-                if ttl is not None and (at is None or at > t or t - at > ttl):
-                    return None if miss is None else miss(key)
-                if ttr is not None and at is not None and (t < at or t - at >= ttr):
-                    return None if miss is None else miss(key)
-            counts[0] += 1
-            return entry
-
-        return locked_hit if self.threaded else unlocked_hit
+    def make_call(self, name: str, nparams: int, slow: Callable[..., Any],
+                  is_async: bool) -> Callable[..., Any] | None:
+        """A memoized function's whole hit in one frame: ``call(*args)`` with exactly
+        ``nparams`` positional arguments looks up ``(name, *args)`` and returns the value;
+        anything else is ``slow(args, kwargs)``. ``None`` when there is no hit path."""
+        top = self.levels[0]
+        if top.inline is None or self.reporter is not None or nparams < 0:
+            return None
+        return build_hit(top.inline, tier_ttl=top.ttl, ttr=top.ttr, now=self.now,
+                         counts=self.counts[0], locked=self.threaded, miss=slow,
+                         call=(name, nparams), is_async=is_async)
 
     # -- telemetry ---------------------------------------------------------------------
 
