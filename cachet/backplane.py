@@ -8,9 +8,9 @@ Two independent tools for a cache whose processes share a lower tier (Redis):
   from its L1, so its next ``get`` reads the shared tier. Wire it with the builder's
   ``.backplane(bp)``.
 * :class:`RedisLock` keeps a cold key asked by many processes at once from being loaded
-  by all of them: ``lock.protect(key, factory, reread=cache.get)`` is a factory for
-  ``get_or_insert`` under which one process (the holder of a Redis lock) runs ``factory``
-  and the others wait for the lock's release, then read the shared tier.
+  by all of them: ``lock.get_or_insert(cache, key, factory)`` is ``cache.get_or_insert``
+  under which one process (the holder of a Redis lock) runs ``factory`` and the others
+  wait for the lock's release, then read the shared tier.
 
 Design (the why behind the shape; docs/backplane.md says more):
 
@@ -542,28 +542,31 @@ return 0
 class RedisLock:
     """One loader across processes for a cold key: a Redis lock per key.
 
-    ``lock.protect(key, factory, reread=cache.get)`` returns a factory for
-    ``cache.get_or_insert(key, ...)``. When it runs (every tier missed), it takes the
-    lock ``<namespace>:lock:<encoded key>`` with ``SET NX PX lease`` and a random token:
+    ``lock.get_or_insert(cache, key, factory)`` calls ``cache.get_or_insert(key, ...)``
+    with a factory of its own. When that runs (every tier missed), it takes the lock
+    ``<namespace>:lock:<encoded key>`` with ``SET NX PX lease`` and a random token:
 
     * the holder reads the cache once more (someone may have finished just before), else
-      runs ``factory``; the cache inserts the result; the lock is then released by a Lua
-      compare-and-delete (only the token's owner releases) that also publishes on the
+      runs ``factory``; once the cache has stored the result, the lock is released by a
+      Lua compare-and-delete (only the token's owner releases) that also publishes on the
       key's channel;
     * the others subscribe to that channel and wait for the release (falling back to
-      ``EXISTS`` checks at a capped exponential backoff, which also notices a holder
-      that crashed and whose lease ran out), then ``reread(key)``: their L2 hit. If it
+      ``EXISTS`` checks at a capped exponential ``backoff``, which also notices a holder
+      that crashed and whose lease ran out), then read the cache: their L2 hit. If it
       still misses (the holder failed), they compete for the lock again.
     * After ``wait_timeout`` seconds (default: ``lease``) a waiter stops waiting and runs
       ``factory`` itself (``on_timeout="load"``, the default) or raises
       :class:`TimeoutError` (``on_timeout="raise"``).
 
-    ``lock.aprotect(...)`` is the same for ``cachet.aio`` (asyncio and trio): Redis is
-    reached from worker threads; ``factory`` and ``reread`` may be coroutine functions.
+    ``await lock.aget_or_insert(cache, key, factory)`` is the same for ``cachet.aio``
+    (asyncio and trio): Redis is reached from worker threads; ``factory`` may be a
+    coroutine function. Within one process, combine with ``.stampede_protection()`` so
+    local callers coalesce before they reach Redis.
 
     Limits: a holder whose factory outlives ``lease`` loses the lock and a second process
-    may load too (pick a lease above your slowest load); a waiter returns the entry it
-    read, which the cache writes back (same value and stamp) and publishes as an insert.
+    may load too (pick a lease above your slowest load); a waiter hands the entry it read
+    to the cache as its load result, so the cache writes it back (same value and stamp)
+    and publishes it as an insert.
     """
 
     def __init__(
@@ -588,7 +591,7 @@ class RedisLock:
         self._release = self._client.register_script(_RELEASE)
         self._lock = threading.Lock()
         self._counts: dict[str, int] = dict.fromkeys(
-            ("acquired", "contended", "woken_by_release", "woken_by_check", "timeouts",
+            ("acquired", "contended", "checks", "woken_by_release", "woken_by_check", "timeouts",
              "reread_hits", "loads"), 0)
 
     def _count(self, name: str) -> None:
@@ -597,8 +600,8 @@ class RedisLock:
 
     def stats(self) -> dict[str, int]:
         """``acquired``: locks taken; ``contended``: attempts that found it held;
-        ``woken_by_release`` / ``woken_by_check``: waits ended by the release message or
-        by a backoff check; ``timeouts``; ``reread_hits``: waits that ended in a hit;
+        ``checks``: ``EXISTS`` checks made while waiting; ``woken_by_release`` /
+        ``woken_by_check``: waits ended by the release message or by a check; ``timeouts``; ``reread_hits``: waits that ended in a hit;
         ``loads``: factory runs through this lock."""
         with self._lock:
             return dict(self._counts)
@@ -644,6 +647,7 @@ class RedisLock:
                 if abort is not None and abort.is_set():
                     return False
                 if subscribed and now >= check_at:
+                    self._count("checks")
                     if not self._client.exists(name):
                         self._count("woken_by_check")
                         return True
@@ -662,26 +666,31 @@ class RedisLock:
         finally:
             _quietly(pubsub.close)
 
-    # -- factories for get_or_insert ---------------------------------------------------
+    # -- get_or_insert across processes -----------------------------------------------
 
-    def protect(self, key: Hashable, factory: Callable[[], Any], *,
-                reread: Callable[[Hashable], Any]) -> Callable[[], Any]:
-        """A factory for ``cache.get_or_insert(key, ...)`` (``cachet.sync``) that lets
-        one process across all run ``factory``; see the class docs."""
+    def get_or_insert(self, cache: Any, key: Hashable, factory: Callable[[], Any]) -> Any:
+        """``cache.get_or_insert(key, factory)`` (``cachet.sync``) with one loader across
+        processes; see the class docs. Returns the ``CacheEntry``."""
+        held: list[str] = []
+        try:
+            return cache.get_or_insert(key, self._loader(key, factory, cache.get, held))
+        finally:
+            for token in held:  # after the cache stored the value: waiters will find it
+                self.release(key, token)
 
+    def _loader(self, key: Hashable, factory: Callable[[], Any],
+                reread: Callable[[Hashable], Any], held: list[str]) -> Callable[[], Any]:
         def load() -> Any:
             deadline = time.monotonic() + self.wait_timeout
             while True:
                 token = self.acquire(key)
                 if token is not None:
-                    try:
-                        entry = reread(key)
-                        if entry is not None:
-                            return entry
-                        self._count("loads")
-                        return factory()
-                    finally:
-                        self.release(key, token)
+                    held.append(token)
+                    entry = reread(key)  # a holder may have finished just before
+                    if entry is not None:
+                        return entry
+                    self._count("loads")
+                    return factory()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self.wait(key, remaining):
                     return self._timed_out(key, factory)
@@ -692,10 +701,19 @@ class RedisLock:
 
         return load
 
-    def aprotect(self, key: Hashable, factory: Callable[[], Any], *,
-                 reread: Callable[[Hashable], Any]) -> Callable[[], Awaitable[Any]]:
-        """:meth:`protect` for ``cachet.aio`` (asyncio and trio)."""
+    async def aget_or_insert(self, cache: Any, key: Hashable, factory: Callable[[], Any]) -> Any:
+        """:meth:`get_or_insert` for ``cachet.aio`` (asyncio and trio): Redis is reached
+        from worker threads; ``factory`` may be a coroutine function."""
+        held: list[str] = []
+        try:
+            return await cache.get_or_insert(key, self._aloader(key, factory, cache.get, held))
+        finally:
+            with anyio.CancelScope(shield=True):
+                for token in held:
+                    await anyio.to_thread.run_sync(self.release, key, token)
 
+    def _aloader(self, key: Hashable, factory: Callable[[], Any],
+                 reread: Callable[[Hashable], Any], held: list[str]) -> Callable[[], Awaitable[Any]]:
         async def call(fn: Callable[..., Any], *args: Any) -> Any:
             result = fn(*args)
             if hasattr(result, "__await__"):
@@ -707,15 +725,12 @@ class RedisLock:
             while True:
                 token = await anyio.to_thread.run_sync(self.acquire, key)
                 if token is not None:
-                    try:
-                        entry = await call(reread, key)
-                        if entry is not None:
-                            return entry
-                        self._count("loads")
-                        return await call(factory)
-                    finally:
-                        with anyio.CancelScope(shield=True):
-                            await anyio.to_thread.run_sync(self.release, key, token)
+                    held.append(token)
+                    entry = await call(reread, key)
+                    if entry is not None:
+                        return entry
+                    self._count("loads")
+                    return await call(factory)
                 remaining = deadline - time.monotonic()
                 abort = threading.Event()
                 try:
@@ -724,10 +739,9 @@ class RedisLock:
                 finally:
                     abort.set()  # a cancelled wait's thread ends within a poll
                 if not woke:
-                    if self.on_timeout == "raise":
-                        self._count("timeouts")
-                        raise TimeoutError(f"waited {self.wait_timeout}s for the lock of {key!r}")
                     self._count("timeouts")
+                    if self.on_timeout == "raise":
+                        raise TimeoutError(f"waited {self.wait_timeout}s for the lock of {key!r}")
                     self._count("loads")
                     return await call(factory)
                 entry = await call(reread, key)

@@ -95,7 +95,7 @@ def handle(cmd: str, args: list[Any], cache: Any, l1: Any, bp: Any, lock: Any, c
             return f"loaded-by-{os.getpid()}"
 
         counter.incr(arrived_key)
-        return cache.get_or_insert(key, lock.protect(key, factory, reread=cache.get)).value
+        return lock.get_or_insert(cache, key, factory).value
     if cmd == "watch":  # for the benchmark: time from now until key leaves L1
         key, timeout = args
         deadline = time.monotonic() + timeout

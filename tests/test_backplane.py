@@ -147,6 +147,7 @@ async def test_writes_propagate_between_caches(frontend, server, ns) -> None:
     async with frontend.open(ca) as a, frontend.open(cb) as b:
         assert bpa.wait_connected(DEADLINE) and bpb.wait_connected(DEADLINE)
         await a.insert("k", 1)
+        await aeventually(lambda: bpb.stats()["received"] == 1)  # A's insert reached B
         assert (await b.get("k")).value == 1 and in_l1(l1b, "k") == 1  # promoted into B's L1
 
         # An insert elsewhere evicts B's copy; B's next get reads the new value below.
@@ -161,7 +162,8 @@ async def test_writes_propagate_between_caches(frontend, server, ns) -> None:
 
         # Tuple keys and a clear.
         await a.insert(("user", 7), "x")
-        await b.get(("user", 7))
+        await aeventually(lambda: bpb.stats()["received"] == 4)
+        assert (await b.get(("user", 7))).value == "x" and in_l1(l1b, ("user", 7)) == "x"
         await b.insert("other", 3)  # B's own insert: A evicts, B keeps its copy
         await aeventually(lambda: bpb.stats()["ignored_own"] >= 1)
         assert in_l1(l1b, "other") == 3
@@ -171,10 +173,10 @@ async def test_writes_propagate_between_caches(frontend, server, ns) -> None:
 
         # A process ignores its own messages: A's copies survive its own publishes.
         await a.insert("mine", 1)
-        await aeventually(lambda: bpa.stats()["ignored_own"] >= 4)
+        assert bpa.stats()["published"] == 6
+        await aeventually(lambda: bpa.stats()["ignored_own"] == 6)
         assert in_l1(l1a, "mine") == 1
-        assert bpa.stats()["published"] == bpa.stats()["ignored_own"]
-        assert bpb.stats()["received"] >= 4 and bpb.stats()["decode_errors"] == 0
+        assert bpb.stats()["received"] >= 5 and bpb.stats()["decode_errors"] == 0
     assert not backplane_threads()
     if frontend.is_sync:  # anyio keeps idle worker threads around for a while
         assert threading.active_count() == baseline
@@ -331,7 +333,7 @@ async def test_lock_release_wakes_waiter(server, ns) -> None:
         waiter.start()
         # The waiter checks once after subscribing; then only the release can wake it
         # before its next check in 5 s.
-        eventually(lambda: lock._client.pubsub_numsub(lock.names("k")[1])[0][1] == 1)
+        eventually(lambda: lock.stats()["checks"] == 1)
         t0 = time.monotonic()
         assert lock.release("k", token)
         waiter.join(DEADLINE)
@@ -339,11 +341,9 @@ async def test_lock_release_wakes_waiter(server, ns) -> None:
         assert lock.stats()["woken_by_release"] == 1
 
 
-async def test_aprotect_waits_for_the_holder(frontend, server, ns) -> None:
+async def test_lock_get_or_insert_waits_for_the_holder(frontend, server, ns) -> None:
     """Another process holds the lock and stores the value: this cache's loader waits
     for the release and returns the stored value without running its factory."""
-    if frontend.is_sync:
-        pytest.skip("aprotect is the aio form; protect is covered by the process tests")
     (ca, _, bpa), (cb, _, bpb) = two_caches(frontend, server.url, ns)
     lock = RedisLock(server.url, namespace=ns, backoff=(5, 5))
     calls: list[int] = []
@@ -361,7 +361,11 @@ async def test_aprotect_waits_for_the_holder(frontend, server, ns) -> None:
             result: list[Any] = []
 
             async def ask() -> None:
-                result.append(await b.get_or_insert("cold", lock.aprotect("cold", factory, reread=b.get)))
+                if frontend.is_sync:  # blocking: run it beside the loop
+                    result.append(await anyio.to_thread.run_sync(
+                        lock.get_or_insert, b.sync, "cold", lambda: "mine"))
+                else:
+                    result.append(await lock.aget_or_insert(b, "cold", factory))
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(ask)
@@ -372,8 +376,12 @@ async def test_aprotect_waits_for_the_holder(frontend, server, ns) -> None:
             assert lock.stats()["reread_hits"] == 1
 
             # Uncontended: the holder runs the factory.
-            entry = await b.get_or_insert("warm", lock.aprotect("warm", factory, reread=b.get))
+            if frontend.is_sync:
+                entry = lock.get_or_insert(b.sync, "warm", lambda: calls.append(1) or "mine")
+            else:
+                entry = await lock.aget_or_insert(b, "warm", factory)
             assert entry.value == "mine" and calls == [1]
+            assert lock.stats()["loads"] == 1 and lock._client.exists(lock.names("warm")[0]) == 0
     finally:
         lock.close()
 
@@ -451,6 +459,7 @@ def wait_for(worker: Worker, cmd: tuple[Any, ...], expected: Any, timeout: float
 def test_processes_invalidate_insert_clear(server, ns, workers) -> None:
     a, b = workers(2, server.url, ns)
     a.call("insert", "k", 1)
+    eventually(lambda: b.call("stats")["received"] == 1)  # A's insert reached B
     assert b.call("get", "k") == 1 and b.call("peek", "k") == 1
     t0 = time.monotonic()
     a.call("invalidate", "k")
@@ -458,14 +467,17 @@ def test_processes_invalidate_insert_clear(server, ns, workers) -> None:
     assert time.monotonic() - t0 < 1.0
     assert b.call("get", "k") is None  # ... and L2
     a.call("insert", ("t", 1), "v1")
-    assert b.call("get", ("t", 1)) == "v1"
+    eventually(lambda: b.call("stats")["received"] == 3)
+    assert b.call("get", ("t", 1)) == "v1" and b.call("peek", ("t", 1)) == "v1"
     a.call("insert", ("t", 1), "v2")
     wait_for(b, ("peek", ("t", 1)), None)
     assert b.call("get", ("t", 1)) == "v2"
     b.call("insert", "x", 1)
-    a.call("get", "x")
+    eventually(lambda: a.call("stats")["received"] == 1)
+    assert a.call("get", "x") == 1 and a.call("peek", "x") == 1
     b.call("clear")
     wait_for(a, ("peek", "x"), None)
+    eventually(lambda: a.call("stats")["remote_clears"] == 1)
     # Own messages ignored: B kept what it inserted until its own clear.
     stats_a, stats_b = a.call("stats"), b.call("stats")
     assert stats_a["ignored_own"] == stats_a["published"] >= 3
