@@ -15,6 +15,7 @@ from ._core.clock import SystemClock as SystemClock
 from ._core.entry import CacheEntry as CacheEntry
 from ._core.errors import CacheError as CacheError
 from ._core.errors import LoaderError as LoaderError
+from ._core.errors import LoaderTimeout as LoaderTimeout
 from ._core.errors import ReentrantLoadError as ReentrantLoadError
 from ._core.errors import SerializationError as SerializationError
 from ._core.errors import TierError as TierError
@@ -55,6 +56,7 @@ __all__ = [
     "InsertOutcome",
     "InsertPolicy",
     "LoaderError",
+    "LoaderTimeout",
     "ManualClock",
     "ReentrantLoadError",
     "SerializationError",

@@ -75,6 +75,7 @@ class BuilderBase(Generic[K, V]):
         self._logs = False
         self._backplane: Any = None
         self._fail_safe: FailSafe | None = None
+        self._loader_timeouts: tuple[Any, Any] = (None, None)
         self._problems: list[str] = []
 
     # -- storage -----------------------------------------------------------------------
@@ -203,6 +204,26 @@ class BuilderBase(Generic[K, V]):
             self._problems.append(str(exc))
         return self
 
+    def loader_timeouts(self: B, *, soft: Duration | None = None,
+                        hard: Duration | None = None) -> B:
+        """Bound how long a caller waits for a load (``get_or_insert`` and friends).
+
+        ``soft``: when fail-safe has an expired value for the key, serve it after this
+        long. ``hard``: give up after this long and raise :class:`cachet.LoaderTimeout`
+        (or serve the fail-safe value, if there is one). Either way the load goes on
+        (a worker thread for ``cachet.sync``, the cache's task group for ``cachet.aio``,
+        so use it inside ``async with``) and its result is cached when it arrives.
+        """
+        self._loader_timeouts = (soft, hard)
+        return self
+
+    def _timeouts(self, problems: list[str]) -> tuple[float | None, float | None]:
+        soft = _duration(self._loader_timeouts[0], "loader_timeouts soft", problems)
+        hard = _duration(self._loader_timeouts[1], "loader_timeouts hard", problems)
+        if soft is not None and hard is not None and soft >= hard:
+            problems.append(f"loader_timeouts: soft ({soft}s) must be shorter than hard ({hard}s)")
+        return soft, hard
+
     def backplane(self: B, backplane: Any) -> B:
         """Keep the in-process tier coherent with other processes (see ``cachet.backplane``):
         local writes are published, and other processes' writes evict the key here."""
@@ -281,6 +302,7 @@ class BuilderBase(Generic[K, V]):
                     problems.append(f"{where}: the stack already serializes above this tier")
                 codec, secret, allow_unsigned = b._serialize
                 codec = codec if codec is not None else "default"
+        self._timeouts(problems)
         if problems:
             raise ValueError("invalid cache configuration:\n  - " + "\n  - ".join(problems))
         if self._fail_safe is not None:

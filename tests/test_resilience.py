@@ -120,3 +120,106 @@ def test_memory_tier_keeps_expired_entries_for_max_stale(frontend, clock) -> Non
     assert tier.expire() == 0
     clock.advance(1.001)
     assert tier.expire() == 1
+
+
+# -- loader timeouts -------------------------------------------------------------------
+# These wait for real timeouts of a few ms (the thing under test); cache time is a
+# ManualClock as everywhere else.
+
+
+class Blocked:
+    """A factory that waits until released, for threads (sync) and tasks (aio)."""
+
+    def __init__(self, frontend, value) -> None:
+        import threading
+
+        import anyio
+
+        self.sync = frontend.is_sync
+        self.release = threading.Event() if self.sync else anyio.Event()
+        self.value = value
+
+    def factory(self):
+        if self.sync:
+            def load():
+                assert self.release.wait(10)
+                return self.value
+        else:
+            async def load():
+                await self.release.wait()
+                return self.value
+        return load
+
+
+async def eventually(frontend, c, key, expected) -> None:
+    """Wait (bounded) for a late load to land in the cache."""
+    import time
+
+    import anyio
+
+    deadline = time.monotonic() + 10
+    while True:
+        got = await c.get(key)
+        if got is not None and got.value == expected:
+            return
+        assert time.monotonic() < deadline, f"{key!r} never became {expected!r}"
+        if frontend.is_sync:
+            time.sleep(0.001)
+        else:
+            await anyio.sleep(0.001)
+
+
+async def test_hard_timeout_raises_and_the_late_result_is_cached(frontend, clock) -> None:
+    from cachet import LoaderTimeout
+
+    cache = frontend.builder(clock).memory(10).ttl(10).loader_timeouts(hard=0.02).build()
+    slow = Blocked(frontend, "late")
+    async with frontend.open(cache) as c:
+        with pytest.raises(LoaderTimeout, match="background"):
+            await c.get_or_insert("k", slow.factory())
+        assert isinstance(LoaderTimeout("x"), TimeoutError)
+        slow.release.set()
+        await eventually(frontend, c, "k", "late")
+        assert len(cache._core.guard) == 0
+
+
+async def test_soft_timeout_serves_the_fail_safe_value_then_updates(frontend, clock) -> None:
+    cache = (frontend.builder(clock).memory(10).ttl(10).fail_safe(60, backoff=1)
+             .loader_timeouts(soft=0.01, hard=5).build())
+    slow = Blocked(frontend, "new")
+    async with frontend.open(cache) as c:
+        await c.insert("k", "old")
+        clock.advance(20)  # expired 10 s ago: within max_stale
+        assert (await c.get_or_insert("k", slow.factory())).value == "old"
+        slow.release.set()
+        clock.advance(2)  # past the fail-safe back-off: the late value is what L1 holds
+        await eventually(frontend, c, "k", "new")
+
+
+async def test_invalidate_during_an_overrunning_load_wins(frontend, clock) -> None:
+    from cachet import LoaderTimeout
+
+    cache = frontend.builder(clock).memory(10).loader_timeouts(hard=0.01).build()
+    slow = Blocked(frontend, "late")
+    async with frontend.open(cache) as c:
+        with pytest.raises(LoaderTimeout):
+            await c.get_or_insert("k", slow.factory())
+        await c.invalidate("k")
+        slow.release.set()
+        import time
+
+        deadline = time.monotonic() + 10
+        while len(cache._core.guard):  # the late flow has run (and ended its token)
+            assert time.monotonic() < deadline
+            if frontend.is_sync:
+                time.sleep(0.001)
+            else:
+                import anyio
+
+                await anyio.sleep(0.001)
+        assert await c.get("k") is None
+
+
+def test_soft_must_be_shorter_than_hard(frontend) -> None:
+    with pytest.raises(ValueError, match="soft"):
+        frontend.builder().memory(10).loader_timeouts(soft=2, hard=1).build()

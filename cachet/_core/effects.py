@@ -33,12 +33,25 @@ class Fanout:
 
 
 class Load:
-    """Call the user's factory (for aio: awaited if it returns an awaitable)."""
+    """Call the user's factory (for aio: awaited if it returns an awaitable).
 
-    __slots__ = ("factory",)
+    With a ``timeout``, the factory runs where it can outlive the wait (a worker thread,
+    the cache's task group); if it has not finished in time the driver throws
+    :class:`LoadTimedOut` into the flow and, when the factory does finish, runs the flow
+    ``late(value, error)`` in the background.
+    """
 
-    def __init__(self, factory: Callable[[], Any]) -> None:
+    __slots__ = ("factory", "late", "timeout")
+
+    def __init__(self, factory: Callable[[], Any], timeout: float | None = None,
+                 late: Callable[[Any, BaseException | None], Flow] | None = None) -> None:
         self.factory = factory
+        self.timeout = timeout
+        self.late = late
+
+
+class LoadTimedOut(Exception):
+    """Thrown into a flow by a driver: a timed :class:`Load` did not finish in time."""
 
 
 class Spawn:

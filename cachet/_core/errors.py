@@ -3,6 +3,7 @@
     CacheError
     ├── TierError            a tier operation failed (``.tier`` names it; cause chained)
     ├── LoaderError          a ``try_get_or_insert`` factory raised (cause chained)
+    ├── LoaderTimeout        a load outlasted its hard timeout (also a ``TimeoutError``)
     ├── ReentrantLoadError   a load asked the same cache for the same key
     ├── UnsupportedError     the tier cannot do this (``len`` on a tier that cannot count)
     └── SerializationError   a value or key could not be encoded
@@ -26,6 +27,11 @@ class TierError(CacheError):
 
 class LoaderError(CacheError):
     """A factory passed to ``try_get_or_insert`` raised; the original is ``__cause__``."""
+
+
+class LoaderTimeout(CacheError, TimeoutError):
+    """A load did not finish within the cache's hard loader timeout. The load goes on in
+    the background, and its result is still cached when it arrives."""
 
 
 class ReentrantLoadError(CacheError):

@@ -115,7 +115,7 @@ class WriteGuard:
     def end(self, token: WriteToken) -> None:
         with self._mutex:
             tokens = self._tokens.get(token.key)
-            if tokens is not None:
+            if tokens is not None and token in tokens:
                 tokens.remove(token)
                 if not tokens:
                     del self._tokens[token.key]

@@ -25,15 +25,17 @@ import time
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
+from functools import partial
 from typing import Any
 
 from ..telemetry import attributes as a
 from .clock import Clock, SystemClock
-from .effects import Call, Fanout, Flow, Load, Spawn
+from .effects import Call, Fanout, Flow, Load, LoadTimedOut, Spawn
 from .entry import CacheEntry
 from .errors import (
     CacheError,
     LoaderError,
+    LoaderTimeout,
     ReentrantLoadError,
     SerializationError,
     TierError,
@@ -80,6 +82,7 @@ class Core:
         mutex: AbstractContextManager[Any],
         threaded: bool,
         fail_safe: FailSafe | None = None,
+        loader_timeouts: tuple[float | None, float | None] = (None, None),
     ) -> None:
         self.levels = levels
         self.clock = clock
@@ -90,6 +93,8 @@ class Core:
         self.mutex = mutex
         self.threaded = threaded
         self.fail_safe = fail_safe
+        # Soft: with a fail-safe value at hand, serve it after this long. Hard: give up.
+        self.soft_timeout, self.hard_timeout = loader_timeouts
         self.flights = Flights()
         self.guard = WriteGuard(mutex)
         self.refreshing: set[tuple[int, Hashable]] = set()
@@ -408,9 +413,23 @@ class Core:
             return found
         token = self.guard.begin(key)
         mark = _LOADING.set(_LOADING.get() | {(self.ident, key)})
+        handed_over = False  # a timed-out load's late flow owns the token
         try:
+            timeout = self.soft_timeout if spare and self.soft_timeout else self.hard_timeout
             try:
-                result = yield Load(factory)
+                if timeout is None:
+                    result = yield Load(factory)
+                else:
+                    late = partial(self._late_flow, key, mode, token)
+                    result = yield Load(factory, timeout, late)
+            except LoadTimedOut:
+                handed_over = True
+                if spare:  # soft timeout (or a hard one with fail-safe): serve the old value
+                    return (yield from self._serve_spare(key, spare[0]))
+                raise LoaderTimeout(
+                    f"loading {key!r} took longer than {timeout}s; it goes on in the "
+                    f"background and its result will be cached"
+                ) from None
             except Exception as exc:
                 if spare:  # fail-safe: an expired value beats an error
                     return (yield from self._serve_spare(key, spare[0]))
@@ -433,6 +452,18 @@ class Core:
             if outcome is ACCEPTED:
                 return stamped
             return entry if entry is result else CacheEntry(result)
+        finally:
+            if not handed_over:
+                self.guard.end(token)
+
+    def _late_flow(self, key: Hashable, mode: str, token: WriteToken, value: Any,
+                   error: BaseException | None) -> Flow:
+        """A load that outlived its timeout finished: cache its value (unless an
+        invalidate came first), as the load itself would have."""
+        try:
+            if error is None and not (value is None and mode is OPTIONAL) and not token.stale:
+                entry = value if isinstance(value, CacheEntry) else CacheEntry(value)
+                yield from self._write_all(key, entry, token)
         finally:
             self.guard.end(token)
 

@@ -51,9 +51,11 @@ class AsyncCacheBuilder(BuilderBase[K, V], Generic[K, V]):
 
             reporter = Reporter(name, self._handler, self._logs)
         core = Core(levels, self._clock, name=name, stampede=self._stampede,
-                    reporter=reporter, fail_safe=self._fail_safe, threaded=False, mutex=threading.Lock())
+                    reporter=reporter, fail_safe=self._fail_safe,
+                    loader_timeouts=self._timeouts([]), threaded=False, mutex=threading.Lock())
         for level in levels:
             _listen(core, level)
         self._attach_backplane(core, owned, asynchronous=True)
-        needs_tg = any(s.ttr is not None and s.ttr.spawner is None for s in specs)
+        needs_tg = (any(s.ttr is not None and s.ttr.spawner is None for s in specs)
+                    or self._loader_timeouts != (None, None))
         return Cache(core, owned, needs_tg)

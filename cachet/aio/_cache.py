@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import anyio
 import anyio.abc
 
-from .._core.effects import Flow, Spawn
+from .._core.effects import Flow, Load, LoadTimedOut, Spawn
 from .._core.entry import CacheEntry
 from .._core.errors import CacheError
 from .._core.policy import InsertOutcome
@@ -186,9 +186,8 @@ class Cache(Generic[K, V]):
         self._check_open()
         if self._needs_tg and self._tg is None:
             raise CacheError(
-                f"cache {self.name!r} refreshes entries in the background: use it inside "
-                f"`async with cache:` so that work has a task group to run in (or pass a task "
-                f"group in TimeToRefresh(d, spawner=tg))"
+                f"cache {self.name!r} runs work in the background (refresh or loader timeouts): "
+                f"use it inside `async with cache:` so that work has a task group to run in"
             )
 
     def _load(self, mode: str, key: K, factory: Callable[[], Any]) -> Awaitable[Any]:
@@ -220,7 +219,7 @@ class Cache(Generic[K, V]):
         coalesced = False
         try:
             if not (core.stampede and coalesce):
-                return await drive(make_flow(), self._spawn)
+                return await drive(make_flow(), self._spawn, self._timed_load)
             while True:
                 flight, leader = core.join(op, key, anyio.Event)
                 if leader:
@@ -231,7 +230,7 @@ class Cache(Generic[K, V]):
                     return flight.result()
             signal = None
             try:
-                value = await drive(make_flow(), self._spawn)
+                value = await drive(make_flow(), self._spawn, self._timed_load)
             except Exception as exc:
                 signal = core.settle(flight, None, exc)
                 raise
@@ -248,6 +247,39 @@ class Cache(Generic[K, V]):
             if started is not None:
                 core.end_operation(started, op, coalesced)
 
+    async def _timed_load(self, effect: Load) -> Any:
+        """Run a factory in the cache's task group and wait at most its timeout; one that
+        overruns goes on, and its result is cached when it comes."""
+        tg = self._tg
+        if tg is None:
+            raise CacheError(f"cache {self.name!r} has loader timeouts: use it inside `async with cache:`")
+        box: dict[str, Any] = {}
+        done = anyio.Event()
+        overran = False
+
+        async def run() -> None:
+            try:
+                value = effect.factory()
+                if hasattr(value, "__await__"):
+                    value = await value
+                box["value"] = value
+            except Exception as exc:
+                box["error"] = exc
+            finally:
+                done.set()
+            if overran and effect.late is not None:
+                await self._background(effect.late(box.get("value"), box.get("error")))
+
+        tg.start_soon(run)
+        with anyio.move_on_after(effect.timeout):
+            await done.wait()
+        if not done.is_set():
+            overran = True
+            raise LoadTimedOut
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
     def _spawn(self, effect: Spawn) -> None:
         spawner = effect.spawner or self._tg
         if spawner is None:
@@ -258,7 +290,7 @@ class Cache(Generic[K, V]):
         core = self._core
         started = core.begin_operation(background=True) if core.reporter is not None else None
         try:
-            await drive(flow, self._spawn)
+            await drive(flow, self._spawn, self._timed_load)
         finally:
             if started is not None:
                 core.end_operation(started, a.OP_REFRESH, False)

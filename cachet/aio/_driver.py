@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from types import CoroutineType
 from typing import Any
 
@@ -12,7 +12,8 @@ import anyio
 from .._core.effects import Call, Fanout, Flow, Load
 
 
-async def drive(flow: Flow, spawn: Callable[[Any], None]) -> Any:
+async def drive(flow: Flow, spawn: Callable[[Any], None],
+                timed_load: Callable[[Load], Awaitable[Any]] | None = None) -> Any:
     """Carry out each effect ``flow`` yields; return what it returns.
 
     A cancellation is thrown into the flow like any error, so its ``finally`` blocks
@@ -35,9 +36,12 @@ async def drive(flow: Flow, spawn: Callable[[Any], None]) -> Any:
             elif kind is Fanout:
                 send = await _fanout(effect.calls, effect.timed)  # type: ignore[union-attr]
             elif kind is Load:
-                send = effect.factory()  # type: ignore[union-attr]
-                if hasattr(send, "__await__"):  # a coroutine function's (or any awaitable)
-                    send = await send
+                if effect.timeout is not None and timed_load is not None:  # type: ignore[union-attr]
+                    send = await timed_load(effect)  # type: ignore[arg-type]
+                else:
+                    send = effect.factory()  # type: ignore[union-attr]
+                    if hasattr(send, "__await__"):  # a coroutine function's (or any awaitable)
+                        send = await send
             else:
                 spawn(effect)
         except BaseException as exc:

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from .._core.effects import Flow, Spawn
+from .._core.effects import Flow, Load, LoadTimedOut, Spawn
 from .._core.entry import CacheEntry
 from .._core.errors import CacheError
 from .._core.policy import InsertOutcome
@@ -45,6 +46,7 @@ class Cache(Generic[K, V]):
         self.get = core.make_hit(self._get_slow)  # type: ignore[method-assign, assignment, arg-type]
         self._owned = owned
         self._executor: Executor | None = None
+        self._loaders: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
         self._closed = False
 
@@ -149,8 +151,11 @@ class Cache(Generic[K, V]):
         self.get = self._get_slow  # type: ignore[method-assign]
         with self._executor_lock:
             executor, self._executor = self._executor, None
+            loaders, self._loaders = self._loaders, None
         if executor is not None:
             executor.shutdown(wait=True)
+        if loaders is not None:  # overrunning loads finish on their own; nobody waits
+            loaders.shutdown(wait=False)
         for tier in self._owned:
             close = getattr(tier, "close", None)
             if close is not None:
@@ -192,7 +197,7 @@ class Cache(Generic[K, V]):
         coalesced = False
         try:
             if not (core.stampede and coalesce):
-                return drive(make_flow(), self._spawn)
+                return drive(make_flow(), self._spawn, self._timed_load)
             flight, leader = core.join(op, key, threading.Event)
             if not leader:
                 coalesced = True
@@ -200,7 +205,7 @@ class Cache(Generic[K, V]):
                 return flight.result()
             signal = None
             try:
-                value = drive(make_flow(), self._spawn)
+                value = drive(make_flow(), self._spawn, self._timed_load)
             except BaseException as exc:
                 signal = core.settle(flight, None, exc)
                 raise
@@ -218,6 +223,31 @@ class Cache(Generic[K, V]):
         executor = effect.spawner or self._default_executor()
         executor.submit(self._background, effect.flow)
 
+    def _timed_load(self, effect: Load) -> Any:
+        """Run a factory in a worker thread and wait at most its timeout. A thread cannot
+        be killed: one that overruns goes on, and its result is cached when it comes."""
+        with self._executor_lock:
+            if self._closed:
+                raise CacheError(f"cache {self.name!r} is closed")
+            if self._loaders is None:
+                self._loaders = ThreadPoolExecutor(
+                    max_workers=8, thread_name_prefix=f"cachet-{self.name}-load"
+                )
+            loaders = self._loaders
+        future = loaders.submit(effect.factory)
+        try:
+            return future.result(effect.timeout)
+        except FutureTimeout:
+            late = effect.late
+            assert late is not None
+
+            def finished(done: Future[Any]) -> None:
+                error = done.exception()
+                self._background(late(None if error else done.result(), error))
+
+            future.add_done_callback(finished)
+            raise LoadTimedOut from None
+
     def _default_executor(self) -> Executor:
         with self._executor_lock:
             if self._closed:
@@ -232,7 +262,7 @@ class Cache(Generic[K, V]):
         core = self._core
         started = core.begin_operation(background=True) if core.reporter is not None else None
         try:
-            drive(flow, self._spawn)
+            drive(flow, self._spawn, self._timed_load)
         finally:
             if started is not None:
                 core.end_operation(started, a.OP_REFRESH, False)

@@ -9,8 +9,10 @@ from typing import Any
 from .._core.effects import Call, Fanout, Flow, Load
 
 
-def drive(flow: Flow, spawn: Callable[[Any], None]) -> Any:
-    """Carry out each effect ``flow`` yields; return what it returns."""
+def drive(flow: Flow, spawn: Callable[[Any], None],
+          timed_load: Callable[[Load], Any] | None = None) -> Any:
+    """Carry out each effect ``flow`` yields; return what it returns. ``timed_load`` runs a
+    :class:`Load` that has a timeout (see ``Cache._timed_load``)."""
     send: Any = None
     error: BaseException | None = None
     while True:
@@ -27,7 +29,10 @@ def drive(flow: Flow, spawn: Callable[[Any], None]) -> Any:
                 attempt = _timed if effect.timed else _attempt  # type: ignore[union-attr]
                 send = [attempt(call) for call in effect.calls]  # type: ignore[union-attr]
             elif kind is Load:
-                send = effect.factory()  # type: ignore[union-attr]
+                if effect.timeout is None or timed_load is None:  # type: ignore[union-attr]
+                    send = effect.factory()  # type: ignore[union-attr]
+                else:
+                    send = timed_load(effect)  # type: ignore[arg-type]
             else:
                 spawn(effect)
         except BaseException as exc:  # thrown into the flow, which cleans up and re-raises
