@@ -43,6 +43,8 @@ def serve(conn: Any, url: str, namespace: str, options: dict[str, Any]) -> None:
             try:
                 if cmd == "close":
                     break
+                if cmd == "watch":  # acknowledge first: the parent acts once we watch
+                    conn.send(("ok", "watching"))
                 conn.send(("ok", handle(cmd, args, cache, l1, bp, lock, counter)))
             except Exception as exc:  # the parent asserts on it
                 conn.send(("error", repr(exc)))
@@ -102,5 +104,6 @@ def handle(cmd: str, args: list[Any], cache: Any, l1: Any, bp: Any, lock: Any, c
         while l1.get(key) is not None:
             if time.monotonic() > deadline:
                 return None
+            time.sleep(0)  # let the subscriber thread have the GIL (else: 5 ms switches)
         return time.perf_counter()
     raise ValueError(f"unknown command {cmd!r}")
