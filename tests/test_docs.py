@@ -28,6 +28,7 @@ PUBLIC_MODULES = [
     "cachet.service",
     "cachet.middleware",
     "cachet.serialize",
+    "cachet.backplane",
     "cachet.telemetry",
     "cachet.testing",
     "cachet.testing.conformance",
