@@ -16,8 +16,9 @@ class TierStats:
     calls of any kind; ``inserts`` / ``rejections`` are writes stored / refused (by the
     insert policy or the tier); ``evictions`` are entries pushed out for capacity;
     ``refreshes`` / ``refresh_misses`` are background refreshes of this tier that found
-    a value below / found none; ``invalidations`` and ``decode_errors`` (byte tiers:
-    payloads that read as a miss) complete the set.
+    a value below / found none; ``invalidations``, ``decode_errors`` (byte tiers:
+    payloads that read as a miss) and ``fail_safe`` (expired entries served instead of
+    an error, see ``.fail_safe()``) complete the set.
 
     >>> TierStats(hits=3, misses=1).hit_ratio
     0.75
@@ -34,6 +35,7 @@ class TierStats:
     refresh_misses: int = 0
     invalidations: int = 0
     decode_errors: int = 0
+    fail_safe: int = 0
 
     @property
     def lookups(self) -> int:

@@ -441,6 +441,7 @@ async def _random_operations_match_a_dict(t: Subject) -> None:
             elif isinstance(op, InsertRequest):
                 await t.must_insert(op.key, op.entry)
                 model[op.key] = op.entry
+                await t.expect_entry(op.key, op.entry, where)  # read back at once
             elif isinstance(op, InvalidateRequest):
                 await t.invalidate(op.key)
                 model.pop(op.key, None)
