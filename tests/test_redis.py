@@ -485,7 +485,9 @@ async def test_many_concurrent_callers(frontend, clock, server, ns) -> None:
     """Tasks (aio: the asyncio pool, or trio worker threads) or threads (sync) at once."""
     import anyio
 
-    cache = two_tier(frontend, clock, server.url, ns)
+    # A generous timeout: this is about correctness under concurrency, and a loaded CI
+    # machine may take more than the default second to open 100 connections.
+    cache = two_tier(frontend, clock, server.url, ns, socket_timeout=10.0)
     async with frontend.open(cache) as c:
         async def one(i: int) -> None:
             await c.insert(f"k{i}", i)
@@ -495,7 +497,7 @@ async def test_many_concurrent_callers(frontend, clock, server, ns) -> None:
         async with anyio.create_task_group() as tg:
             for i in range(100):
                 tg.start_soon(one, i)
-    cache2 = two_tier(frontend, clock, server.url, ns)
+    cache2 = two_tier(frontend, clock, server.url, ns, socket_timeout=10.0)
     async with frontend.open(cache2) as c:
         results: dict[int, Any] = {}
 
