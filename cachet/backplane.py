@@ -647,8 +647,9 @@ class RedisLock:
                 if abort is not None and abort.is_set():
                     return False
                 if subscribed and now >= check_at:
+                    held = self._client.exists(name)
                     self._count("checks")
-                    if not self._client.exists(name):
+                    if not held:
                         self._count("woken_by_check")
                         return True
                     check_at = now + delay
