@@ -446,8 +446,6 @@ async def test_chaos_run_keeps_the_invariants(frontend: Any, faults: str) -> Non
     assert set(ledger.errors) <= {"TierError", "Boom", "LoaderError"}, ledger.errors
 
 
-@pytest.mark.xfail(reason="an invalidate or clear racing a promotion leaves the old value in L1 "
-                          "(see test_invalidate_racing_a_promotion_leaves_nothing_behind)", strict=True)
 async def test_chaos_run_never_serves_an_invalidated_value(frontend: Any) -> None:
     """A value invalidated (after its insert returned or its loader started) is neither
     returned to a later call nor held by a tier at the end."""
@@ -455,8 +453,6 @@ async def test_chaos_run_never_serves_an_invalidated_value(frontend: Any) -> Non
     assert not ledger.resurrections, f"{len(ledger.resurrections)} times:\n" + "\n".join(ledger.resurrections[:20])
 
 
-@pytest.mark.xfail(reason="invalidate removes L1 before L2 and does not guard promotions that start "
-                          "meanwhile: a get in between copies the old L2 value back into L1", strict=True)
 async def test_invalidate_racing_a_promotion_leaves_nothing_behind(frontend: Any) -> None:
     """Minimal reproduction of what the chaos run finds: L2's invalidate stalls; a get in
     the meantime misses L1, reads the old value from L2 and promotes it; once the

@@ -55,6 +55,7 @@ REJECTED = InsertOutcome.REJECTED
 PLAIN, TRY, OPTIONAL = a.OP_GET_OR_INSERT, a.OP_TRY_GET_OR_INSERT, a.OP_OPTIONALLY_GET_OR_INSERT
 # Operations whose in-flight run an invalidate detaches (it may write the key back).
 READ_OPS = (a.OP_GET, PLAIN, TRY, OPTIONAL)
+_ALL: Any = object()  # "every key": what _remove clears
 
 REQUEST_ID: ContextVar[int] = ContextVar("cachet_request_id", default=0)
 _LOADING: ContextVar[frozenset[tuple[int, Hashable]]] = ContextVar(
@@ -507,7 +508,7 @@ class Core:
             else:
                 self.report(level, a.INSERT_REJECTED, duration=ns)
         if token is not None and token.stale:  # lost a race with an invalidate: undo
-            yield from self._each(targets, "invalidate", (key,))
+            yield from self._remove(targets, key)
             return REJECTED, entry, error
         if outcome is ACCEPTED:
             yield from self._publish("insert", key)
@@ -588,21 +589,38 @@ class Core:
         return results, durations
 
     def invalidate_flow(self, key: Hashable) -> Flow:
-        self.guard.supersede(key)
         with self.mutex:
             self.flights.detach(key, READ_OPS)
-        yield from self._fan(a.INVALIDATED, a.INVALIDATE_ERROR, "invalidate", (key,))
+        yield from self._fan(a.INVALIDATED, a.INVALIDATE_ERROR, "invalidate", key)
         yield from self._publish("invalidate", key)
 
     def clear_flow(self) -> Flow:
-        self.guard.supersede_all()
         with self.mutex:
             self.flights.detach_all(READ_OPS)
-        yield from self._fan(a.CLEARED, a.CLEAR_ERROR, "clear", ())
+        yield from self._fan(a.CLEARED, a.CLEAR_ERROR, "clear", _ALL)
         yield from self._publish("clear", None)
 
-    def _fan(self, ok: str, bad: str, op: str, args: tuple[Any, ...]) -> Flow:
-        results, took = yield from self._each(self.levels, op, args)
+    def _remove(self, levels: list[Level], key: Hashable) -> Flow:
+        """Invalidate ``key`` (or clear, for ``_ALL``) in ``levels``, so that no read
+        racing it can leave the old value behind: mark in-flight copies and loads stale,
+        empty the lower tiers, mark again (a read that began meanwhile may have found
+        the old value below), then empty the primary tier, last. A promotion into the
+        primary either lands before that last step (and is removed) or sees its mark.
+        Returns each level's result and duration, in ``levels`` order."""
+        supersede = self.guard.supersede_all if key is _ALL else partial(self.guard.supersede, key)
+        op, args = ("clear", ()) if key is _ALL else ("invalidate", (key,))
+        supersede()
+        lower = [lv for lv in levels if lv.index > 0]
+        top = [lv for lv in levels if lv.index == 0]
+        results, took = yield from self._each(lower, op, args)
+        if top:
+            supersede()
+            top_results, top_took = yield from self._each(top, op, args)
+            results, took = top_results + results, top_took + took
+        return results, took
+
+    def _fan(self, ok: str, bad: str, op: str, key: Hashable) -> Flow:
+        results, took = yield from self._remove(self.levels, key)
         error = None
         for level, result, ns in zip(self.levels, results, took, strict=True):
             if isinstance(result, BaseException):
