@@ -228,7 +228,7 @@ def main() -> None:
         jobs = [(t, row["case"], 3_000 if row["ns"] < 3_000 else 300)
                 for t in tables if t in COUNTED for row in results[t]["rows"]]
         with concurrent.futures.ThreadPoolExecutor(2) as pool:
-            for key, val in zip([j[:2] for j in jobs], pool.map(lambda j: instructions(*j), jobs)):
+            for key, val in zip([j[:2] for j in jobs], pool.map(lambda j: instructions(*j), jobs), strict=True):
                 counted[key] = val
         print(f"[instructions: {time.perf_counter() - t0:.0f} s]", file=sys.stderr, flush=True)
 
@@ -403,7 +403,7 @@ def render(results: dict[str, Any], counted: dict[tuple[str, str], float | None]
              "memoize and cachebox's async decorator are built on asyncio primitives (tasks, futures, "
              "`asyncio.Lock`) and do not run under trio.", "",
              "## Verdicts on issue 8's targets (this run)", ""]
-    lines += verdicts(results) + [""]
+    lines += [*verdicts(results), ""]
     for t, res in results.items():
         if t in HIT_TABLES or t.endswith("_miss"):
             lines += render_timed(t, res, counted)

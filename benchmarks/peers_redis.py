@@ -183,28 +183,28 @@ def _fill(name: str, keys: list[str], values: list[int]) -> Any:
 
     if name == "dict (floor)":
         d: dict[str, int] = {}
-        for k, v in zip(keys, values):
+        for k, v in zip(keys, values, strict=True):
             d[k] = v
         return d
     if name == "cachetools TTLCache":
         import cachetools
 
         c: Any = cachetools.TTLCache(N_ENTRIES, ttl=600)
-        for k, v in zip(keys, values):
+        for k, v in zip(keys, values, strict=True):
             c[k] = v
         return c
     if name == "cachetools LRUCache":
         import cachetools
 
         c = cachetools.LRUCache(N_ENTRIES)
-        for k, v in zip(keys, values):
+        for k, v in zip(keys, values, strict=True):
             c[k] = v
         return c
     if name == "dogpile.cache memory":
         from dogpile.cache import make_region
 
         r = make_region().configure("dogpile.cache.memory", expiration_time=600)
-        for k, v in zip(keys, values):
+        for k, v in zip(keys, values, strict=True):
             r.set(k, v)
         return r
     if name == "theine Cache":
@@ -212,21 +212,21 @@ def _fill(name: str, keys: list[str], values: list[int]) -> Any:
 
         c = theine.Cache(N_ENTRIES)
         ttl = timedelta(seconds=600)
-        for k, v in zip(keys, values):
+        for k, v in zip(keys, values, strict=True):
             c.set(k, v, ttl)
         return c
     if name == "cachebox TTLCache":
         import cachebox
 
         c = cachebox.TTLCache(N_ENTRIES, global_ttl=600)
-        for k, v in zip(keys, values):
+        for k, v in zip(keys, values, strict=True):
             c[k] = v
         return c
     if name == "cachet memory tier (ttl)":
         import cachet
 
         c = cachet.Cache.builder().memory(N_ENTRIES).ttl(600).build()
-        for k, v in zip(keys, values):
+        for k, v in zip(keys, values, strict=True):
             c.insert(k, v)
         return c
     raise KeyError(name)

@@ -531,7 +531,7 @@ def stampede_threads(threads: int, runs: int) -> list[dict[str, Any]]:
 
             def load() -> int:
                 nonlocal calls
-                with clock:
+                with clock:  # noqa: B023 (called within this iteration)
                     calls += 1
                 time.sleep(LOAD_S)
                 return 1
@@ -540,12 +540,13 @@ def stampede_threads(threads: int, runs: int) -> list[dict[str, Any]]:
             barrier = threading.Barrier(threads + 1)
             errors: list[BaseException] = []
 
-            def one(get: Callable[[], Any] = get, barrier: threading.Barrier = barrier) -> None:
+            def one(get: Callable[[], Any] = get, barrier: threading.Barrier = barrier,
+                    errors: list[BaseException] = errors) -> None:
                 barrier.wait()
                 try:
                     if get() != 1:
                         errors.append(AssertionError("wrong value"))
-                except BaseException as e:  # noqa: BLE001
+                except BaseException as e:
                     errors.append(e)
 
             ts = [threading.Thread(target=one) for _ in range(threads)]
