@@ -164,8 +164,10 @@ class _Base(Generic[P, R]):
         core = getattr(self.cache, "_core", None)
         if core is None:
             return
+        if self._nparams < 0:  # a custom key function, or parameters beyond plain ones
+            return
         is_async = isinstance(self, AsyncCachedFunction)
-        fast = core.make_call(self._name, self._nparams, self._slow, is_async)  # type: ignore[attr-defined]
+        fast = core.make_call(self._name, self._fn, self._slow, is_async)  # type: ignore[attr-defined]
         if fast is not None:
             cls = type(self)
             self.__class__ = type(cls.__name__, (cls,), {  # type: ignore[assignment]

@@ -161,7 +161,7 @@ async def test_wrong_arguments_raise_like_the_function(frontend, clock) -> None:
 
     async with frontend.open(build(frontend, clock)) as c:
         cf = c.cached()(flavour(frontend, f))
-        with pytest.raises(TypeError, match="missing a required argument"):
+        with pytest.raises(TypeError, match=r"missing (a|1) required (positional )?argument"):
             await call(cf(1))
         with pytest.raises(TypeError):
             await call(cf(1, 2, 3))

@@ -8,51 +8,60 @@ and each variant a frontend needs is generated from the one template below, the 
 - locked (``cachet.sync``: the memory tier is shared by threads) or not (``cachet.aio``:
   it is only touched on the event loop's thread);
 - ``get``-shaped (``hit(key)``; a miss returns ``miss(key)``, or ``None`` for "take the
-  slow path"), or a memoized function's call (``call(*args, **kwargs)`` builds the key
-  ``(name, *args)`` and returns the value; anything else goes to ``slow(args, kwargs)``),
-  plain or ``async``.
+  slow path"), or a memoized function's call, plain or ``async``: it takes the function's
+  own parameters (so Python binds keywords and fills in defaults, for free), looks up
+  ``(name, *arguments)`` and returns the value; anything else goes to
+  ``slow(args, kwargs)``.
+
+Names inside the template start with ``_c_`` so they cannot clash with a memoized
+function's parameter names.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any
 
 _TEMPLATE = """
-{async_}def {fn}({params}):
+{async_}def _c_hit({params}):
 {prologue}
 {lookup}
-    if entry is None:
+    if _c_entry is None:
         return {miss}
-    ttl = entry.ttl
-    if ttl is None:
-        ttl = tier_ttl
-    if ttl is not None or ttr is not None:
-        t = now()
-        at = entry.cached_at
-        if ttl is not None and (at is None or at > t or t - at > ttl):
+    _c_ttl = _c_entry.ttl
+    if _c_ttl is None:
+        _c_ttl = _c_tier_ttl
+    if _c_ttl is not None or _c_ttr is not None:
+        _c_t = _c_now()
+        _c_at = _c_entry.cached_at
+        if _c_ttl is not None and (_c_at is None or _c_at > _c_t or _c_t - _c_at > _c_ttl):
             return {miss}
-        if ttr is not None and at is not None and (t < at or t - at >= ttr):
+        if _c_ttr is not None and _c_at is not None and (_c_t < _c_at or _c_t - _c_at >= _c_ttr):
             return {miss}
-    counts[0] += 1
-    return entry{result}
+    _c_counts[0] += 1
+    return _c_entry{result}
 """
 
 _LOCKED = """\
-    with lock:
-        entry = get(key)
-        if entry is not None and touch is not None:
-            touch(key)"""
+    with _c_lock:
+        _c_entry = _c_get(_c_key)
+        if _c_entry is not None and _c_touch is not None:
+            _c_touch(_c_key)"""
 
 _UNLOCKED = """\
-    entry = get(key)
-    if entry is not None and touch is not None:
-        touch(key)"""
+    _c_entry = _c_get(_c_key)
+    if _c_entry is not None and _c_touch is not None:
+        _c_touch(_c_key)"""
 
-_CALL_PROLOGUE = """\
-    if kwargs or len(args) != nparams:
-        return {await_}slow(args, kwargs)
-    key = (name, *args)"""
+
+def call_parameters(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
+    """The parameters a generated call can mirror: all plain positional-or-keyword ones
+    (defaults allowed), or ``None`` for anything else (``*args``, keyword-only, ...)."""
+    params = list(inspect.signature(fn).parameters.values())
+    if all(p.kind is p.POSITIONAL_OR_KEYWORD for p in params):
+        return params
+    return None
 
 
 def build_hit(
@@ -64,39 +73,52 @@ def build_hit(
     counts: list[int],
     locked: bool,
     miss: Callable[..., Any] | None = None,
-    call: tuple[str, int] | None = None,
+    call: tuple[str, list[inspect.Parameter]] | None = None,
     is_async: bool = False,
 ) -> Callable[..., Any]:
     """Generate the hit function for a primary tier exposing ``inline``.
 
-    ``call=(name, nparams)`` makes a memoized function's call, with ``miss`` as its slow
-    path ``slow(args, kwargs)`` (awaited when ``is_async``); an unhashable argument also
-    takes the slow path, which explains it.
+    ``call=(name, parameters)`` makes a memoized function's call, with ``miss`` as its
+    slow path ``slow(args, kwargs)`` (awaited when ``is_async``); an unhashable argument
+    also takes the slow path, which explains it.
     """
     lock, data, touch = inline
-    await_ = "await " if is_async else ""
+    namespace: dict[str, Any] = {
+        "_c_lock": lock, "_c_get": data.get, "_c_touch": touch, "_c_tier_ttl": tier_ttl,
+        "_c_ttr": ttr, "_c_now": now, "_c_counts": counts, "_c_miss": miss,
+    }
     lookup = _LOCKED if locked else _UNLOCKED
     if call is None:
-        params, prologue, result = "key", "", ""
-        miss_expr = "None" if miss is None else "miss(key)"
+        params, prologue, result = "_c_key", "", ""
+        miss_expr = "None" if miss is None else "_c_miss(_c_key)"
     else:
-        params, result = "*args, **kwargs", ".value"
-        prologue = _CALL_PROLOGUE.format(await_=await_)
-        miss_expr = f"{await_}slow(args, kwargs)"
+        name, parameters = call
+        names = [p.name for p in parameters]
+        signature = []
+        for i, p in enumerate(parameters):
+            if p.default is p.empty:
+                signature.append(p.name)
+            else:
+                namespace[f"_c_default{i}"] = p.default
+                signature.append(f"{p.name}=_c_default{i}")
+        namespace["_c_name"] = name
+        args = "(" + "".join(f"{n}, " for n in names) + ")"
+        params, result = ", ".join(signature), ".value"
+        prologue = f"    _c_key = (_c_name, {', '.join(names)})" if names else "    _c_key = (_c_name,)"
+        miss_expr = f"{'await ' if is_async else ''}_c_miss({args}, {{}})"
         # An unhashable argument raises in get(): let the slow path say what to do.
         lookup = "    try:\n" + "\n".join("    " + line for line in lookup.splitlines()) + (
             f"\n    except TypeError:\n        return {miss_expr}"
         )
     source = _TEMPLATE.format(
-        async_="async " if is_async else "", fn="hit", params=params, prologue=prologue,
+        async_="async " if is_async else "", params=params, prologue=prologue,
         lookup=lookup, miss=miss_expr, result=result,
     )
-    namespace: dict[str, Any] = {
-        "lock": lock, "get": data.get, "touch": touch, "tier_ttl": tier_ttl, "ttr": ttr,
-        "now": now, "counts": counts, "miss": miss, "slow": miss,
-        "name": call[0] if call else None, "nparams": call[1] if call else None,
-    }
     exec(compile(source, f"<cachet hit path {'locked' if locked else 'unlocked'}>", "exec"),
          namespace)
-    fn: Callable[..., Any] = namespace["hit"]
+    fn: Callable[..., Any] = namespace["_c_hit"]
+    if call is not None:  # errors in binding the arguments name the memoized function
+        qualname = call[0].rsplit(".", 1)[-1] if "." in call[0] else call[0]
+        fn.__code__ = fn.__code__.replace(co_name=qualname.rsplit(".", 1)[-1])
+        fn.__name__ = fn.__qualname__ = qualname
     return fn

@@ -41,7 +41,7 @@ from .errors import (
     TierError,
     UnsupportedError,
 )
-from .hitpath import build_hit
+from .hitpath import build_hit, call_parameters
 from .inflight import Flight, Flights, WriteGuard, WriteToken
 from .level import Level
 from .policy import FailSafe, InsertOutcome, InsertPolicy
@@ -128,17 +128,19 @@ class Core:
         return build_hit(top.inline, tier_ttl=top.ttl, ttr=top.ttr, now=self.now,
                          counts=self.counts[0], locked=self.threaded, miss=miss)
 
-    def make_call(self, name: str, nparams: int, slow: Callable[..., Any],
+    def make_call(self, name: str, fn: Callable[..., Any], slow: Callable[..., Any],
                   is_async: bool) -> Callable[..., Any] | None:
-        """A memoized function's whole hit in one frame: ``call(*args)`` with exactly
-        ``nparams`` positional arguments looks up ``(name, *args)`` and returns the value;
-        anything else is ``slow(args, kwargs)``. ``None`` when there is no hit path."""
+        """A memoized function's whole hit in one frame: a function with ``fn``'s own
+        parameters that looks up ``(name, *arguments)`` and returns the value, anything
+        else being ``slow(args, kwargs)``. ``None`` when there is no hit path, or ``fn``
+        has parameters a plain signature cannot mirror (``*args``, keyword-only)."""
         top = self.levels[0]
-        if top.inline is None or self.reporter is not None or nparams < 0:
+        params = call_parameters(fn)
+        if top.inline is None or self.reporter is not None or params is None:
             return None
         return build_hit(top.inline, tier_ttl=top.ttl, ttr=top.ttr, now=self.now,
                          counts=self.counts[0], locked=self.threaded, miss=slow,
-                         call=(name, nparams), is_async=is_async)
+                         call=(name, params), is_async=is_async)
 
     # -- telemetry ---------------------------------------------------------------------
 
