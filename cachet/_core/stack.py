@@ -65,8 +65,14 @@ _request_ids = itertools.count(1)
 _ns = time.perf_counter_ns
 
 
-def _never_hit(key: Hashable) -> None:
+def never_hit(key: Hashable) -> None:
+    """The hit path of a cache that has none (or is closed): always "take the slow path"."""
     return None
+
+
+def unhashable(key: Any) -> TypeError:
+    """The error for a key that cannot be a cache key."""
+    return TypeError(f"cache keys must be hashable; got a key of unhashable type {type(key).__name__}")
 
 
 class Core:
@@ -124,7 +130,7 @@ class Core:
         """
         top = self.levels[0]
         if top.inline is None or self.reporter is not None:
-            return miss or _never_hit
+            return miss or never_hit
         return build_hit(top.inline, tier_ttl=top.ttl, ttr=top.ttr, now=self.now,
                          counts=self.counts[0], locked=self.threaded, miss=miss)
 

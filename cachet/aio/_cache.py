@@ -21,9 +21,8 @@ from .._core.effects import Flow, Load, LoadTimedOut, Spawn
 from .._core.entry import CacheEntry
 from .._core.errors import CacheError
 from .._core.policy import InsertOutcome
-from .._core.stack import OPTIONAL, PLAIN, TRY, Core
+from .._core.stack import OPTIONAL, PLAIN, TRY, Core, never_hit, unhashable
 from .._decorator import AsyncCacheDecorator, make_async_decorator
-from ..sync._cache import _check_hashable, _closed_hit
 from ..telemetry import attributes as a
 from ._driver import drive
 
@@ -49,7 +48,7 @@ class Cache(Generic[K, V]):
         self._needs_tg = needs_task_group
         self._tg: anyio.abc.TaskGroup | None = None
         self._closed = False
-        self._hit = _closed_hit if needs_task_group else core.hit
+        self._hit = never_hit if needs_task_group else core.hit
 
     @staticmethod
     def builder(clock: Clock | None = None) -> AsyncCacheBuilder[Any, Any]:
@@ -165,7 +164,7 @@ class Cache(Generic[K, V]):
         if self._closed:
             return
         self._closed = True
-        self._hit = _closed_hit
+        self._hit = never_hit
         for tier in self._owned:
             aclose = getattr(tier, "aclose", None)
             if aclose is not None:
@@ -214,7 +213,7 @@ class Cache(Generic[K, V]):
             try:
                 hash(key)
             except TypeError:
-                _check_hashable(key)
+                raise unhashable(key) from None
         started = core.begin_operation() if core.reporter is not None else None
         coalesced = False
         try:

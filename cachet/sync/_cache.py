@@ -18,7 +18,7 @@ from .._core.effects import Flow, Load, LoadTimedOut, Spawn
 from .._core.entry import CacheEntry
 from .._core.errors import CacheError
 from .._core.policy import InsertOutcome
-from .._core.stack import OPTIONAL, PLAIN, TRY, Core
+from .._core.stack import OPTIONAL, PLAIN, TRY, Core, never_hit, unhashable
 from .._decorator import CacheDecorator, make_sync_decorator
 from ..telemetry import attributes as a
 from ._driver import drive
@@ -147,7 +147,7 @@ class Cache(Generic[K, V]):
         if self._closed:
             return
         self._closed = True
-        self._hit = _closed_hit
+        self._hit = never_hit
         self.get = self._get_slow  # type: ignore[method-assign]
         with self._executor_lock:
             executor, self._executor = self._executor, None
@@ -192,7 +192,7 @@ class Cache(Generic[K, V]):
             try:
                 hash(key)
             except TypeError:
-                _check_hashable(key)
+                raise unhashable(key) from None
         started = core.begin_operation() if core.reporter is not None else None
         coalesced = False
         try:
@@ -266,16 +266,3 @@ class Cache(Generic[K, V]):
         finally:
             if started is not None:
                 core.end_operation(started, a.OP_REFRESH, False)
-
-
-def _closed_hit(key: Hashable) -> None:
-    return None
-
-
-def _check_hashable(key: Any) -> None:
-    try:
-        hash(key)
-    except TypeError:
-        raise TypeError(
-            f"cache keys must be hashable; got a key of unhashable type {type(key).__name__}"
-        ) from None
