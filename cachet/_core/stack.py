@@ -58,9 +58,10 @@ READ_OPS = (a.OP_GET, PLAIN, TRY, OPTIONAL)
 _ALL: Any = object()  # "every key": what _remove clears
 
 REQUEST_ID: ContextVar[int] = ContextVar("cachet_request_id", default=0)
-_LOADING: ContextVar[frozenset[tuple[int, Hashable]]] = ContextVar(
-    "cachet_loading", default=frozenset()
-)
+# The loads the current context is inside, as a chain (cache id, key, outer chain): a
+# tuple per load, no set to copy.
+_Loading = tuple[int, Hashable, "_Loading | None"]
+_LOADING: ContextVar[_Loading | None] = ContextVar("cachet_loading", default=None)
 _request_ids = itertools.count(1)
 _ns = time.perf_counter_ns
 
@@ -193,11 +194,14 @@ class Core:
     # -- 5. coalescing and re-entrancy -------------------------------------------------
 
     def check_reentrant(self, key: Hashable) -> None:
-        if (self.ident, key) in _LOADING.get():
-            raise ReentrantLoadError(
-                f"a factory of cache {self.name!r} asked it to load the key it is loading "
-                f"({key!r}); this would wait on itself forever"
-            )
+        loading = _LOADING.get()
+        while loading is not None:  # the loads this context is inside, innermost first
+            ident, loading_key, loading = loading
+            if ident == self.ident and loading_key == key:
+                raise ReentrantLoadError(
+                    f"a factory of cache {self.name!r} asked it to load the key it is loading "
+                    f"({key!r}); this would wait on itself forever"
+                )
 
     def join(self, op: str, key: Hashable, make_signal: Callable[[], Any]) -> tuple[Flight, bool]:
         """Join the in-flight ``(op, key)`` or lead a new one."""
@@ -421,7 +425,7 @@ class Core:
         if found is not None:
             return found
         token = self.guard.begin(key)
-        mark = _LOADING.set(_LOADING.get() | {(self.ident, key)})
+        mark = _LOADING.set((self.ident, key, _LOADING.get()))
         handed_over = False  # a timed-out load's late flow owns the token
         try:
             timeout = self.soft_timeout if spare and self.soft_timeout else self.hard_timeout
@@ -503,6 +507,11 @@ class Core:
         if self.jitter:
             per_level = [(key, lv.jittered(stamped, self.random)) for lv in targets]
             results, took = yield from self._each(targets, "insert", (), per_level)
+        elif len(targets) == 1 and targets[0].direct and self.reporter is None:
+            try:  # the common memory-only case, without _each's bookkeeping
+                results, took = [targets[0].insert(key, stamped)], [0]
+            except Exception as exc:
+                results, took = [exc], [0]
         else:
             results, took = yield from self._each(targets, "insert", (key, stamped))
         outcome, error = REJECTED, None
@@ -519,7 +528,8 @@ class Core:
             yield from self._remove(targets, key)
             return REJECTED, entry, error
         if outcome is ACCEPTED:
-            yield from self._publish("insert", key)
+            if self.publish is not None:
+                yield from self._publish("insert", key)
         return outcome, stamped, error
 
     # -- other processes (a backplane) ---------------------------------------------------
@@ -600,13 +610,15 @@ class Core:
         with self.mutex:
             self.flights.detach(key, READ_OPS)
         yield from self._fan(a.INVALIDATED, a.INVALIDATE_ERROR, "invalidate", key)
-        yield from self._publish("invalidate", key)
+        if self.publish is not None:
+            yield from self._publish("invalidate", key)
 
     def clear_flow(self) -> Flow:
         with self.mutex:
             self.flights.detach_all(READ_OPS)
         yield from self._fan(a.CLEARED, a.CLEAR_ERROR, "clear", _ALL)
-        yield from self._publish("clear", None)
+        if self.publish is not None:
+            yield from self._publish("clear", None)
 
     def _remove(self, levels: list[Level], key: Hashable) -> Flow:
         """Invalidate ``key`` (or clear, for ``_ALL``) in ``levels``, so that no read
