@@ -170,7 +170,7 @@ class _Base(Generic[P, R]):
         fast = core.make_call(self._name, self._fn, self._slow, is_async)  # type: ignore[attr-defined]
         if fast is not None:
             cls = type(self)
-            self.__class__ = type(cls.__name__, (cls,), {  # type: ignore[assignment]
+            self.__class__ = type(cls.__name__, (cls,), {
                 "__call__": staticmethod(fast), "__module__": cls.__module__,
                 "__qualname__": cls.__qualname__})
 

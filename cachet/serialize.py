@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
 import inspect
 import json
 import pickle
@@ -46,9 +47,8 @@ from ._core.entry import CacheEntry
 from ._core.errors import SerializationError
 from ._core.policy import InsertOutcome
 
-_orjson: Any
 try:  # pragma: no cover - depends on the environment
-    import orjson as _orjson
+    _orjson: Any = importlib.import_module("orjson")
 except ImportError:  # pragma: no cover
     _orjson = None
 

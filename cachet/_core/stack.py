@@ -527,9 +527,8 @@ class Core:
         if token is not None and token.stale:  # lost a race with an invalidate: undo
             yield from self._remove(targets, key)
             return REJECTED, entry, error
-        if outcome is ACCEPTED:
-            if self.publish is not None:
-                yield from self._publish("insert", key)
+        if outcome is ACCEPTED and self.publish is not None:
+            yield from self._publish("insert", key)
         return outcome, stamped, error
 
     # -- other processes (a backplane) ---------------------------------------------------

@@ -194,7 +194,7 @@ class _Reporting:
     def __init__(self, cls: Any, tier: MemoryTier, bound: float, getsizeof: Any) -> None:
         evicted: list[Hashable] = []
 
-        class _Cache(cls):  # type: ignore[misc, valid-type]
+        class _Cache(cls):  # type: ignore[misc]
             def popitem(self) -> tuple[Any, Any]:
                 key, value = super().popitem()
                 evicted.append(key)
