@@ -2,19 +2,25 @@
 
 The frontends (``cachet.sync``, ``cachet.aio``) only carry out what this decides:
 
-1. A hit on the primary tier is one plain call, :meth:`Core.hit` (built for the
-   primary when it is an in-process tier): the entry if it is fresh and not stale,
-   else ``None``, meaning "take the slow path".
+1. A hit on the primary tier is one plain call, :meth:`Core.hit` (generated for an
+   in-process primary by ``hitpath.py``): the entry if it is fresh and not stale, else
+   ``None``, meaning "take the slow path". :meth:`Core.make_call` does the same for a
+   memoized function's whole call.
 2. Everything slower is a generator flow yielding effects (``effects.py``): the walk
-   down the tiers, promotion, loads, writes, refresh. Flows never raise a tier's own
-   exception: they raise :class:`TierError` (or the factory's exception for loaders).
+   down the tiers, promotion, loads, writes, refresh. In-process tiers (``Level.direct``)
+   are called inline; the rest are effects the frontend's driver carries out. Flows
+   never raise a tier's own exception: they raise :class:`TierError` (or the factory's
+   exception for loaders).
 3. A copy stored in an upper tier (promotion, refresh) is stamped now and never
    outlives its source (``Level.copy_of``).
 4. A value read or loaded before an invalidate, insert or clear of its key is never
-   written after it (``WriteGuard``); if the race is lost during the write itself,
-   the write is undone by an invalidate of that tier.
-5. Coalescing (``Flights``) and refresh dedup are bookkeeping here; the frontend
-   supplies the event object and waits on it.
+   written after it (``WriteGuard``): a write that loses the race is undone, and an
+   invalidate empties the primary tier last (``_remove``), so no read racing it can
+   leave the old value there.
+5. Coalescing (``Flights``), refresh dedup and back-off are bookkeeping here; the
+   frontend supplies the event object and waits on it.
+6. Resilience: fail-safe serves an expired entry instead of an error (``_serve_spare``);
+   a timed load that overruns is finished by ``_late_flow``.
 """
 
 from __future__ import annotations
