@@ -508,3 +508,19 @@ async def test_without_stampede_protection_callers_do_not_wait(clock) -> None:
             await anyio.wait_all_tasks_blocked()
             gate.set()
     assert len(calls) == 2
+
+
+async def test_a_closed_cache_serves_no_memoized_hit(frontend, clock) -> None:
+    from cachet import CacheError
+
+    cache = frontend.builder(clock).memory(10).build()
+
+    def f(x):
+        return x * 2
+
+    async with frontend.open(cache) as c:
+        cf = c.cached()(flavour(frontend, f))
+        assert await call(cf(2)) == 4
+        assert await call(cf(2)) == 4  # a hit
+    with pytest.raises(CacheError, match="closed"):
+        await call(cf(2))

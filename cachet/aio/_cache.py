@@ -169,6 +169,8 @@ class Cache(Generic[K, V]):
             aclose = getattr(tier, "aclose", None)
             if aclose is not None:
                 await aclose()
+            elif getattr(tier, "nonblocking", False):
+                tier.close()
             elif getattr(tier, "close", None) is not None:
                 await anyio.to_thread.run_sync(tier.close)
 

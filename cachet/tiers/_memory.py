@@ -139,6 +139,10 @@ class MemoryTier:
     def len(self) -> int:
         return len(self._data)
 
+    def close(self) -> None:
+        """Drop everything: a closed cache serves nothing, not even a memoized hit."""
+        self.clear()
+
     def __len__(self) -> int:
         return len(self._data)
 
