@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 
 from cachet.testing import ManualClock
 
 from .frontends import Frontend
+from .redis_server import RedisServer, running_server
 
 
 @pytest.fixture(params=["sync", "asyncio", "trio"])
@@ -30,3 +33,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(1_000_000.0)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    """A private redis-server shared by one test module."""
+    with running_server() as s:
+        yield s
+
+
+@pytest.fixture
+def own_server() -> Iterator[RedisServer]:
+    """A redis-server only this test uses (it may be killed and restarted)."""
+    with running_server() as s:
+        yield s

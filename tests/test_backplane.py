@@ -23,7 +23,7 @@ from cachet.backplane import RedisBackplane, RedisLock, decode_message_key, enco
 from cachet.tiers import MemoryTier
 
 from .backplane_worker import SECRET, serve
-from .redis_server import RedisCluster, RedisServer, require_redis_server, running_server
+from .redis_server import RedisCluster, require_redis_server
 
 redis = pytest.importorskip("redis")
 
@@ -31,18 +31,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 FAST = {"heartbeat": 0.2, "outage_ttl": 0.3, "reconnect_backoff": (0.02, 0.2)}
 DEADLINE = 5.0  # generous: propagation takes milliseconds
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with running_server() as s:
-        yield s
-
-
-@pytest.fixture
-def own_server() -> Iterator[RedisServer]:
-    with running_server() as s:
-        yield s
 
 
 @pytest.fixture

@@ -19,24 +19,11 @@ import pytest
 from cachet import CacheEntry, InsertPolicy, TierError
 from cachet.tiers import RedisTier
 
-from .redis_server import RedisCluster, RedisServer, require_redis_server, running_server
+from .redis_server import RedisCluster, RedisServer, require_redis_server
 
 redis = pytest.importorskip("redis")
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
-
-
-@pytest.fixture(scope="module")
-def server() -> Iterator[RedisServer]:
-    with running_server() as s:
-        yield s
-
-
-@pytest.fixture
-def own_server() -> Iterator[RedisServer]:
-    """A server only this test uses (it may be killed and restarted)."""
-    with running_server() as s:
-        yield s
 
 
 @pytest.fixture
