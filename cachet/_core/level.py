@@ -96,18 +96,9 @@ class Level:
             return False
         return now < cached_at or now - cached_at >= ttr
 
-    def remaining(self, entry: CacheEntry[Any], now: float) -> float | None:
-        """Seconds of life left in this tier, or ``None`` if the entry never expires here."""
-        ttl = entry.ttl if entry.ttl is not None else self.ttl
-        if ttl is None:
-            return None
-        if entry.cached_at is None:
-            return 0.0
-        return ttl - (now - entry.cached_at)
-
     def copy_of(self, entry: CacheEntry[Any], source: Level, now: float) -> CacheEntry[Any] | None:
         """The copy of ``entry`` (as ``source`` holds it) to store here, or ``None``."""
-        ttl = entry.ttl if entry.ttl is not None else source.ttl  # source.remaining(), inlined
+        ttl = entry.ttl if entry.ttl is not None else source.ttl  # life left in the source
         if ttl is None:
             left = None
         else:
