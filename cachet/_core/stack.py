@@ -53,6 +53,8 @@ from .level import Level
 from .policy import FailSafe, InsertOutcome, InsertPolicy
 from .stats import FIELDS, STAT_OF_EVENT, snapshot
 
+_S_MISS, _S_HIT = STAT_OF_EVENT[a.MISS], STAT_OF_EVENT[a.HIT]
+
 ALWAYS = InsertPolicy.always()
 ACCEPTED = InsertOutcome.ACCEPTED
 REJECTED = InsertOutcome.REJECTED
@@ -267,11 +269,17 @@ class Core:
                     entry = None
                 else:
                     if entry is None:
-                        self.report(level, a.MISS, t0)
+                        if reporting:
+                            self.report(level, a.MISS, t0)
+                        else:  # report()'s counting, inlined on this common path
+                            self.counts[i][_S_MISS] += 1
                     else:
                         now = self.now()
                         if not level.expired(entry, now):
-                            self.report(level, a.HIT, t0)
+                            if reporting:
+                                self.report(level, a.HIT, t0)
+                            else:
+                                self.counts[i][_S_HIT] += 1
                             if (level.ttr is not None and (i < last or loader is not None)
                                     and level.stale(entry, now)):
                                 yield from self._start_refresh(key, i, loader)
