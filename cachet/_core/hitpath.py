@@ -7,8 +7,9 @@ and each variant a frontend needs is generated from the one template below, the 
 
 - locked (``cachet.sync``: the memory tier is shared by threads) or not (``cachet.aio``:
   it is only touched on the event loop's thread);
-- ``get``-shaped (``hit(key)``; a miss returns ``miss(key)``, or ``None`` for "take the
-  slow path"), or a memoized function's call, plain or ``async``: it takes the function's
+- ``get``-shaped (``hit(key)``; a miss returns ``miss(key)``, awaited for an ``async``
+  one, or ``None`` for "take the slow path"), or a memoized function's call, plain or
+  ``async``: it takes the function's
   own parameters (so Python binds keywords and fills in defaults, for free), looks up
   ``(name, *arguments)`` and returns the value; anything else goes to
   ``slow(args, kwargs)``.
@@ -90,7 +91,7 @@ def build_hit(
     lookup = _LOCKED if locked else _UNLOCKED
     if call is None:
         params, prologue, result = "_c_key", "", ""
-        miss_expr = "None" if miss is None else "_c_miss(_c_key)"
+        miss_expr = "None" if miss is None else f"{'await ' if is_async else ''}_c_miss(_c_key)"
     else:
         name, parameters = call
         names = [p.name for p in parameters]

@@ -128,7 +128,8 @@ class Core:
 
     # -- 1. the hit path ---------------------------------------------------------------
 
-    def make_hit(self, miss: Callable[[Hashable], Any] | None = None) -> Callable[[Hashable], Any]:
+    def make_hit(self, miss: Callable[[Hashable], Any] | None = None,
+                 is_async: bool = False) -> Callable[[Hashable], Any]:
         """The primary tier's hit: a fresh, not stale entry, else ``miss(key)`` (by default
         ``None``: "take the slow path"). A frontend may pass its slow path as ``miss`` so
         that a whole ``get`` hit is one frame (see ``hitpath.py``).
@@ -139,9 +140,10 @@ class Core:
         """
         top = self.levels[0]
         if top.inline is None or self.reporter is not None:
-            return miss or never_hit
+            return miss or never_hit  # (an async miss is itself a coroutine function)
         return build_hit(top.inline, tier_ttl=top.ttl, ttr=top.ttr, now=self.now,
-                         counts=self.counts[0], locked=self.threaded, miss=miss)
+                         counts=self.counts[0], locked=self.threaded, miss=miss,
+                         is_async=is_async)
 
     def make_call(self, name: str, fn: Callable[..., Any], slow: Callable[..., Any],
                   is_async: bool) -> Callable[..., Any] | None:

@@ -48,7 +48,7 @@ class Cache(Generic[K, V]):
         self._needs_tg = needs_task_group
         self._tg: anyio.abc.TaskGroup | None = None
         self._closed = False
-        self._hit = never_hit if needs_task_group else core.hit
+        self._use_fast_get(not needs_task_group)
 
     @staticmethod
     def builder(clock: Clock | None = None) -> AsyncCacheBuilder[Any, Any]:
@@ -68,11 +68,25 @@ class Cache(Generic[K, V]):
     # -- reads -------------------------------------------------------------------------
 
     async def get(self, key: K) -> CacheEntry[V] | None:
-        """The entry for ``key`` from the first tier that has it fresh, or ``None``."""
+        """The entry for ``key`` from the first tier that has it fresh, or ``None``.
+
+        (Each instance replaces this with the same logic built by the core as one
+        coroutine function, see ``_use_fast_get``.)
+        """
         entry = self._hit(key)
         if entry is not None:
             return entry
+        return await self._get_slow(key)
+
+    async def _get_slow(self, key: K) -> CacheEntry[V] | None:
         return await self._run(a.OP_GET, key, partial(self._core.get_flow, key))  # type: ignore[no-any-return]
+
+    def _use_fast_get(self, fast: bool) -> None:
+        """Make ``get`` the core's one-frame hit (the hit inline, the slow path awaited on
+        anything else), or, before ``async with`` of a cache that needs it and after
+        close, the slow path alone."""
+        self._hit = self._core.hit if fast else never_hit
+        self.get = self._core.make_hit(self._get_slow, is_async=True) if fast else self._get_slow  # type: ignore[method-assign, assignment, arg-type]
 
     async def contains(self, key: K) -> bool:
         return await self.get(key) is not None
@@ -141,7 +155,7 @@ class Cache(Generic[K, V]):
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
-        self._hit = self._core.hit
+        self._use_fast_get(True)
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
@@ -164,7 +178,7 @@ class Cache(Generic[K, V]):
         if self._closed:
             return
         self._closed = True
-        self._hit = never_hit
+        self._use_fast_get(False)
         for tier in self._owned:
             aclose = getattr(tier, "aclose", None)
             if aclose is not None:
