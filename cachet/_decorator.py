@@ -174,8 +174,22 @@ class _Base(Generic[P, R]):
                 "__call__": staticmethod(fast), "__module__": cls.__module__,
                 "__qualname__": cls.__qualname__})
 
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._owner = owner
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> Hashable:
+        """The cache key these arguments map to (what ``cache.get(...)`` would take)."""
+        key = self._keys(args, kwargs)
+        try:
+            hash(key)
+        except TypeError as exc:
+            raise self._keys.unhashable(key, exc) from None
+        return key
+
+    def _lookup(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Hashable, Any]:
+        """The call's key and its fresh primary-tier entry (or ``None``)."""
+        key = self._keys(args, kwargs) if kwargs or len(args) != self._nparams else (self._name, *args)
+        try:
+            return key, self.cache._hit(key)
+        except TypeError as exc:
+            raise self._keys.unhashable(key, exc) from None
 
     def __repr__(self) -> str:
         return f"<cached {self._name} of {self.cache!r}>"
@@ -194,11 +208,7 @@ class CachedFunction(_Base[P, R]):
         return self._slow(args, kwargs)  # replaced by the core's one-frame hit where it can
 
     def _slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        key = self._keys(args, kwargs) if kwargs or len(args) != self._nparams else (self._name, *args)
-        try:
-            entry = self.cache._hit(key)
-        except TypeError as exc:
-            raise self._keys.unhashable(key, exc) from None
+        key, entry = self._lookup(args, kwargs)
         if entry is None:
             fn, make = self._fn, self._entry
             entry = self.cache.get_or_insert(key, lambda: make(fn(*args, **kwargs)))
@@ -207,15 +217,6 @@ class CachedFunction(_Base[P, R]):
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
         """Remove the entry of this call from every tier of the cache."""
         self.cache.invalidate(self.key(*args, **kwargs))
-
-    def key(self, *args: P.args, **kwargs: P.kwargs) -> Hashable:
-        """The cache key these arguments map to (what ``cache.get(...)`` would take)."""
-        key = self._keys(args, kwargs)
-        try:
-            hash(key)
-        except TypeError as exc:
-            raise self._keys.unhashable(key, exc) from None
-        return key
 
     @overload
     def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
@@ -270,11 +271,7 @@ class AsyncCachedFunction(_Base[P, R]):
         return await self._slow(args, kwargs)  # replaced by the core's one-frame hit where it can
 
     async def _slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        key = self._keys(args, kwargs) if kwargs or len(args) != self._nparams else (self._name, *args)
-        try:
-            entry = self.cache._hit(key)
-        except TypeError as exc:
-            raise self._keys.unhashable(key, exc) from None
+        key, entry = self._lookup(args, kwargs)
         if entry is None:
             fn, make = self._fn, self._entry
 
@@ -287,15 +284,6 @@ class AsyncCachedFunction(_Base[P, R]):
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
         """Remove the entry of this call from every tier of the cache."""
         await self.cache.invalidate(self.key(*args, **kwargs))
-
-    def key(self, *args: P.args, **kwargs: P.kwargs) -> Hashable:
-        """The cache key these arguments map to."""
-        key = self._keys(args, kwargs)
-        try:
-            hash(key)
-        except TypeError as exc:
-            raise self._keys.unhashable(key, exc) from None
-        return key
 
     @overload
     def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
