@@ -14,7 +14,6 @@ Rules (every one of them lives here):
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -96,7 +95,8 @@ class Level:
             return False
         return now < cached_at or now - cached_at >= ttr
 
-    def copy_of(self, entry: CacheEntry[Any], source: Level, now: float) -> CacheEntry[Any] | None:
+    def copy_of(self, entry: CacheEntry[Any], source: Level, now: float,
+                rand: Callable[[], float]) -> CacheEntry[Any] | None:
         """The copy of ``entry`` (as ``source`` holds it) to store here, or ``None``."""
         ttl = entry.ttl if entry.ttl is not None else source.ttl  # life left in the source
         if ttl is None:
@@ -107,7 +107,7 @@ class Level:
                 return None
         mine = self.ttl
         if mine is not None and self.jitter:
-            mine *= 1.0 + random.random() * self.jitter
+            mine *= 1.0 + rand() * self.jitter
         ttl = mine if left is None else (left if mine is None else min(mine, left))
         return CacheEntry(entry.value, now, ttl)
 

@@ -117,7 +117,7 @@ class Core:
         # A refresh that failed is retried only after its tier's ``retry_after``.
         self.refresh_backoff: dict[tuple[int, Hashable], float] = {}
         self.jitter = any(lv.jitter for lv in levels)
-        self.random: Callable[[], float] = random.random
+        self.random: Callable[[], float] = random.random  # jitter's source; tests may seed it
         self.counts = [[0] * len(FIELDS) for _ in levels]
         self.coalesced_waits = 0
         self.ident = id(self)
@@ -340,7 +340,7 @@ class Core:
         self, key: Hashable, level: Level, found: CacheEntry[Any], source: Level, token: WriteToken
     ) -> Flow:
         """Promote or refresh: store a fresh-stamped copy; never raises (SPEC §2.3)."""
-        copy = level.copy_of(found, source, self.now())
+        copy = level.copy_of(found, source, self.now(), self.random)
         if copy is None or token.stale:
             return False
         if not level.policy.accepts(copy):
