@@ -294,7 +294,7 @@ class Core:
                             if expired_out is not None:
                                 expired_out.append(spare)
                         if level.eager and not usable:
-                            yield from self._evict_expired(level, key)
+                            yield from self._evict(level, key)
                 if i == last:
                     break
                 if token is None:  # anything read below may be copied up: guard the key
@@ -327,7 +327,9 @@ class Core:
             self.report(top, a.INSERT_ERROR)
         return entry
 
-    def _evict_expired(self, level: Level, key: Hashable) -> Flow:
+    def _evict(self, level: Level, key: Hashable) -> Flow:
+        """Remove ``key`` from one tier (an expired entry, or a copy that lost a race);
+        a failure is reported, never raised."""
         try:
             if level.direct:
                 level.invalidate(key)
@@ -356,7 +358,7 @@ class Core:
             self.report(level, a.INSERT_ERROR, t0)
             return False
         if token.stale:  # an invalidate overtook the write: undo it
-            yield from self._evict_expired(level, key)
+            yield from self._evict(level, key)
             return False
         self.report(level, a.INSERTED if outcome is ACCEPTED else a.INSERT_REJECTED, t0)
         return outcome is ACCEPTED
