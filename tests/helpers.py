@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
 from typing import Any
@@ -33,3 +34,12 @@ class ManualExecutor(Executor):
             except BaseException as exc:
                 future.set_exception(exc)
             ran += 1
+
+
+def wait_until(predicate: Callable[[], Any], what: str, limit: float = 10.0) -> None:
+    """Poll a condition another thread will make true (bounded; never used to pass time)."""
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.001)

@@ -4,7 +4,6 @@ during a load or a refresh, on real threads (sync) and real tasks (asyncio, trio
 from __future__ import annotations
 
 import threading
-import time
 
 import anyio
 import pytest
@@ -13,19 +12,14 @@ from cachet import CacheEntry, ReentrantLoadError
 from cachet.service import GetRequest, InsertRequest
 from cachet.testing import MockTier
 
+from .helpers import wait_until
+
 pytestmark = pytest.mark.anyio
 
 N_THREADS = 32
 N_TASKS = 200
 
 
-def wait_until(predicate, what: str, limit: float = 10.0) -> None:
-    """Poll a condition another thread will make true (bounded; never used to pass time)."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 def flight_waiters(cache, op: str, key) -> int:

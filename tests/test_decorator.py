@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import inspect
 import threading
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +19,7 @@ from cachet import CacheEntry, Clock, ManualClock
 from cachet.sync import Cache
 
 from .frontends import Frontend
+from .helpers import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -407,13 +407,6 @@ def test_aio_cache_refuses_a_plain_function() -> None:
 # -- stampede ----------------------------------------------------------------------------
 
 
-def wait_until(predicate: Any, what: str, limit: float = 10.0) -> None:
-    """Poll a condition other threads will make true (bounded; never used to pass time)."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 def waiters(cache: Any, key: Any) -> int:

@@ -8,7 +8,6 @@ import importlib
 import logging
 import sys
 import threading
-import time
 
 import anyio
 import pytest
@@ -26,6 +25,8 @@ from cachet.telemetry import (
 )
 from cachet.telemetry._reporter import LEVELS, Reporter
 from cachet.testing import MockTier
+
+from .helpers import wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -551,13 +552,6 @@ async def test_a_handler_with_one_method_only(frontend, clock) -> None:
 # -- request ids across threads and tasks -----------------------------------------------
 
 
-def wait_until(predicate, what: str, limit: float = 10.0) -> None:
-    """Poll a condition another thread will make true (bounded; never used to pass time)."""
-    deadline = time.monotonic() + limit
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 class Rendezvous:
