@@ -30,10 +30,9 @@ class CacheEntry(Generic[V]):
     def __init__(self, value: V, cached_at: float | None = None, ttl: float | None = None) -> None:
         if ttl is not None and (type(ttl) is not float or not ttl > 0):
             ttl = _checked_ttl(ttl)
-        _set = object.__setattr__
-        _set(self, "value", value)
-        _set(self, "cached_at", cached_at)
-        _set(self, "ttl", ttl)
+        _SET_VALUE(self, value)  # the slots' own setters: frozen, yet cheap to fill
+        _SET_CACHED_AT(self, cached_at)
+        _SET_TTL(self, ttl)
 
     @classmethod
     def expires_after(cls, value: V, ttl: Duration) -> CacheEntry[V]:
@@ -50,6 +49,11 @@ class CacheEntry(Generic[V]):
         if self.cached_at is not None:
             return self
         return CacheEntry(self.value, t, self.ttl)
+
+
+_SET_VALUE = CacheEntry.__dict__["value"].__set__
+_SET_CACHED_AT = CacheEntry.__dict__["cached_at"].__set__
+_SET_TTL = CacheEntry.__dict__["ttl"].__set__
 
 
 def _checked_ttl(ttl: Duration) -> float:

@@ -8,26 +8,48 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from contextlib import AbstractContextManager
+from contextvars import ContextVar
 from typing import Any
+
+# The loads the current context is inside, as a chain (cache id, key, outer chain): a
+# tuple per load, no set to copy. Read by ``Core.check_reentrant``.
+_Loading = tuple[int, Hashable, "_Loading | None"]
+_LOADING: ContextVar[_Loading | None] = ContextVar("cachet_loading", default=None)
 
 _PENDING: Any = object()
 _ABANDONED: Any = object()
 
 
-class Flight:
-    """One shared execution of ``(operation, key)`` and its outcome for every waiter."""
+class WriteToken:
+    """Held by a load or promotion while it runs; marked stale by a later write or invalidate."""
 
-    __slots__ = ("error", "key", "op", "signal", "value", "waiters")
+    __slots__ = ("key", "stale")
+
+    def __init__(self, key: Hashable) -> None:
+        self.key = key
+        self.stale = False
+
+
+class Flight(WriteToken):
+    """One shared execution of ``(operation, key)`` and its outcome for every waiter.
+
+    It is also a write token: a load on the straight path (``straight.py``) registers its
+    flight with the write guard instead of a token of its own.
+    """
+
+    __slots__ = ("error", "mark", "op", "signal", "value", "waiters")
 
     def __init__(self, op: str, key: Hashable, signal: Any) -> None:
-        self.op = op
         self.key = key
+        self.stale = False
+        self.op = op
         # A threading.Event or anyio.Event, made by the first waiter (an uncontended call
         # never pays for one) and set by the leader when the call settles.
         self.signal = signal
         self.value: Any = _PENDING
         self.error: BaseException | None = None
         self.waiters = 0
+        self.mark: Any = None  # the straight path's re-entrancy marker (a ContextVar token)
 
     @property
     def abandoned(self) -> bool:
@@ -44,20 +66,20 @@ class Flight:
 class Flights:
     """The map of coalesced calls, keyed by (operation, key)."""
 
-    __slots__ = ("_map",)
+    __slots__ = ("map",)
 
     def __init__(self) -> None:
-        self._map: dict[tuple[str, Hashable], Flight] = {}
+        self.map: dict[tuple[str, Hashable], Flight] = {}
 
     def join(self, op: str, key: Hashable, make_signal: Callable[[], Any]) -> tuple[Flight, bool]:
         """The flight for ``(op, key)`` and whether the caller leads it."""
-        flight = self._map.get((op, key))
+        flight = self.map.get((op, key))
         if flight is not None:
             if flight.signal is None:
                 flight.signal = make_signal()
             flight.waiters += 1
             return flight, False
-        flight = self._map[(op, key)] = Flight(op, key, None)
+        flight = self.map[(op, key)] = Flight(op, key, None)
         return flight, True
 
     def settle(self, flight: Flight, value: Any, error: BaseException | None) -> Any:
@@ -65,8 +87,8 @@ class Flights:
         return the signal to set (``None``: nobody waits)."""
         flight.value = value
         flight.error = error
-        if self._map.get((flight.op, flight.key)) is flight:
-            del self._map[(flight.op, flight.key)]
+        if self.map.get((flight.op, flight.key)) is flight:
+            del self.map[(flight.op, flight.key)]
         return flight.signal
 
     def abandon(self, flight: Flight) -> Any:
@@ -76,60 +98,63 @@ class Flights:
     def detach(self, key: Hashable, ops: tuple[str, ...]) -> None:
         """Callers arriving from now on start afresh; current waiters keep their flight."""
         for op in ops:
-            self._map.pop((op, key), None)
+            self.map.pop((op, key), None)
 
     def detach_all(self, ops: tuple[str, ...]) -> None:
-        for k in [k for k in self._map if k[0] in ops]:
-            del self._map[k]
+        for k in [k for k in self.map if k[0] in ops]:
+            del self.map[k]
 
     def __len__(self) -> int:
-        return len(self._map)
-
-
-class WriteToken:
-    """Held by a load or promotion while it runs; marked stale by a later write or invalidate."""
-
-    __slots__ = ("key", "stale")
-
-    def __init__(self, key: Hashable) -> None:
-        self.key = key
-        self.stale = False
+        return len(self.map)
 
 
 class WriteGuard:
     """Closes the invalidate-during-load race (no ABA): a value read or loaded before an
     invalidate, insert or clear of its key is never written after it."""
 
-    __slots__ = ("_mutex", "_tokens")
+    __slots__ = ("_mutex", "tokens")
 
     def __init__(self, mutex: AbstractContextManager[Any]) -> None:
         self._mutex = mutex
-        self._tokens: dict[Hashable, list[WriteToken]] = {}
+        self.tokens: dict[Hashable, list[WriteToken]] = {}
 
     def begin(self, key: Hashable) -> WriteToken:
         token = WriteToken(key)
         with self._mutex:
-            self._tokens.setdefault(key, []).append(token)
+            self.add(token)
         return token
 
     def end(self, token: WriteToken) -> None:
         with self._mutex:
-            tokens = self._tokens.get(token.key)
-            if tokens is not None and token in tokens:
+            self.discard(token)
+
+    def add(self, token: WriteToken) -> None:
+        """Register ``token`` (the caller holds the mutex)."""
+        tokens = self.tokens.get(token.key)
+        if tokens is None:
+            self.tokens[token.key] = [token]
+        else:
+            tokens.append(token)
+
+    def discard(self, token: WriteToken) -> None:
+        """Forget ``token`` (the caller holds the mutex)."""
+        tokens = self.tokens.get(token.key)
+        if tokens is not None and token in tokens:
+            if len(tokens) == 1:
+                del self.tokens[token.key]
+            else:
                 tokens.remove(token)
-                if not tokens:
-                    del self._tokens[token.key]
 
     def supersede(self, key: Hashable) -> None:
         with self._mutex:
-            for token in self._tokens.get(key, ()):
+            for token in self.tokens.get(key, ()):
                 token.stale = True
 
     def supersede_all(self) -> None:
         with self._mutex:
-            for tokens in self._tokens.values():
+            for tokens in self.tokens.values():
                 for token in tokens:
                     token.stale = True
 
     def __len__(self) -> int:
-        return len(self._tokens)
+        return len(self.tokens)

@@ -48,10 +48,11 @@ from .errors import (
     UnsupportedError,
 )
 from .hitpath import build_hit, call_parameters
-from .inflight import Flight, Flights, WriteGuard, WriteToken
+from .inflight import _LOADING, Flight, Flights, WriteGuard, WriteToken
 from .level import Level
 from .policy import FailSafe, InsertOutcome, InsertPolicy
 from .stats import FIELDS, STAT_OF_EVENT, snapshot
+from .straight import StraightLoads, straight_loads
 
 _S_MISS, _S_HIT = STAT_OF_EVENT[a.MISS], STAT_OF_EVENT[a.HIT]
 
@@ -66,10 +67,6 @@ READ_OPS = (a.OP_GET, PLAIN, TRY, OPTIONAL)
 _ALL: Any = object()  # "every key": what _remove clears
 
 REQUEST_ID: ContextVar[int] = ContextVar("cachet_request_id", default=0)
-# The loads the current context is inside, as a chain (cache id, key, outer chain): a
-# tuple per load, no set to copy.
-_Loading = tuple[int, Hashable, "_Loading | None"]
-_LOADING: ContextVar[_Loading | None] = ContextVar("cachet_loading", default=None)
 _request_ids = itertools.count(1)
 _ns = time.perf_counter_ns
 
@@ -84,7 +81,7 @@ def unhashable(key: Any) -> TypeError:
     return TypeError(f"cache keys must be hashable; got a key of unhashable type {type(key).__name__}")
 
 
-class Core:
+class Core(StraightLoads):
     """The decisions of one cache stack, shared by both frontends."""
 
     def __init__(
@@ -125,6 +122,8 @@ class Core:
         # as publish(op, key) after each local write; see _publish.
         self.publish: Callable[[str, Hashable], Any] | None = None
         self.hit: Callable[[Hashable], CacheEntry[Any] | None] = self.make_hit()
+        # Loads may take the straight path (straight.py) instead of load_flow.
+        self.straight = straight_loads(self)
 
     # -- 1. the hit path ---------------------------------------------------------------
 
@@ -522,32 +521,50 @@ class Core:
                 self.report(level, a.INSERT_REJECTED)
         if not targets:
             return REJECTED, stamped, None
-        if self.jitter:
-            per_level = [(key, lv.jittered(stamped, self.random)) for lv in targets]
-            results, took = yield from self._each(targets, "insert", (), per_level)
-        elif len(targets) == 1 and targets[0].direct and self.reporter is None:
-            try:  # the common memory-only case, without _each's bookkeeping
-                results, took = [targets[0].insert(key, stamped)], [0]
-            except Exception as exc:
-                results, took = [exc], [0]
+        if len(targets) == 1 and targets[0].direct and not self.jitter and self.reporter is None:
+            outcome, error = self.insert_direct(targets[0], key, stamped)  # the common case
         else:
-            results, took = yield from self._each(targets, "insert", (key, stamped))
-        outcome, error = REJECTED, None
-        for level, result, ns in zip(targets, results, took, strict=True):
-            if isinstance(result, BaseException):
-                self.report(level, a.INSERT_ERROR, duration=ns)
-                error = error or self.tier_error(level, "insert", result)
-            elif result is ACCEPTED:
-                self.report(level, a.INSERTED, duration=ns)
-                outcome = ACCEPTED
+            if self.jitter:
+                per_level = [(key, lv.jittered(stamped, self.random)) for lv in targets]
+                results, took = yield from self._each(targets, "insert", (), per_level)
             else:
-                self.report(level, a.INSERT_REJECTED, duration=ns)
+                results, took = yield from self._each(targets, "insert", (key, stamped))
+            outcome, error = REJECTED, None
+            for level, result, ns in zip(targets, results, took, strict=True):
+                if isinstance(result, BaseException):
+                    self.report(level, a.INSERT_ERROR, duration=ns)
+                    error = error or self.tier_error(level, "insert", result)
+                elif result is ACCEPTED:
+                    self.report(level, a.INSERTED, duration=ns)
+                    outcome = ACCEPTED
+                else:
+                    self.report(level, a.INSERT_REJECTED, duration=ns)
         if token is not None and token.stale:  # lost a race with an invalidate: undo
             yield from self._remove(targets, key)
             return REJECTED, entry, error
         if outcome is ACCEPTED and self.publish is not None:
             yield from self._publish("insert", key)
         return outcome, stamped, error
+
+    def insert_direct(self, level: Level, key: Hashable, entry: CacheEntry[Any]) -> tuple[InsertOutcome, CacheError | None]:
+        """Write to one in-process tier, telemetry off; never raises."""
+        try:
+            outcome = level.insert(key, entry)
+        except Exception as exc:
+            self.report(level, a.INSERT_ERROR)
+            return REJECTED, self.tier_error(level, "insert", exc)
+        self.report(level, a.INSERTED if outcome is ACCEPTED else a.INSERT_REJECTED)
+        return outcome, None
+
+    @staticmethod
+    def run_inline(flow: Flow) -> Any:
+        """Run a flow that yields no effect (every tier it touches is in process)."""
+        try:
+            effect = flow.send(None)
+        except StopIteration as stop:
+            return stop.value
+        flow.close()
+        raise RuntimeError(f"a flow run inline yielded {effect!r}")
 
     # -- other processes (a backplane) ---------------------------------------------------
 

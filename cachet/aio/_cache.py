@@ -10,7 +10,7 @@ reaches another. Background refreshes run in the cache's own task group, opened 
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Callable, Hashable
 from functools import partial
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -205,12 +205,42 @@ class Cache(Generic[K, V]):
                 f"use it inside `async with cache:` so that work has a task group to run in"
             )
 
-    def _load(self, mode: str, key: K, factory: Callable[[], Any]) -> Awaitable[Any]:
+    async def _load(self, mode: str, key: K, factory: Callable[[], Any]) -> Any:
+        """Run a loader: as plain core calls around the factory on a stack of one
+        in-process tier (``_core/straight.py``), else the core's ``load_flow``; shared
+        with concurrent callers as in ``_run``."""
         if not callable(factory):
             raise TypeError(f"factory must be callable, not {type(factory).__name__}")
         core = self._core
-        core.check_reentrant(key)
-        return self._run(mode, key, partial(core.load_flow, key, factory, mode))
+        if not core.straight:
+            core.check_reentrant(key)
+            return await self._run(mode, key, partial(core.load_flow, key, factory, mode))
+        if self._closed or (self._needs_tg and self._tg is None):
+            self._check_usable()
+        while True:
+            joined = core.lead_load(mode, key, anyio.Event)
+            if joined is None:  # the tier holds something for key: the flow decides
+                return await self._run(mode, key, partial(core.load_flow, key, factory, mode))
+            flight, leader = joined
+            if leader:
+                break
+            await flight.signal.wait()
+            if not flight.abandoned:
+                return flight.result()
+        try:
+            value = factory()
+            if hasattr(value, "__await__"):
+                value = await value
+        except BaseException as exc:  # cancelled: hand the load over to a waiter
+            error = core.fail_load(flight, exc, mode, abandon=not isinstance(exc, Exception))
+            if flight.signal is not None:
+                flight.signal.set()
+            raise error  # noqa: B904 (its cause is set)
+        try:
+            return core.land_load(flight, value, mode)
+        finally:
+            if flight.signal is not None:
+                flight.signal.set()
 
     async def _run(self, op: str, key: Any, make_flow: Callable[[], Flow],
                    coalesce: bool = True) -> Any:

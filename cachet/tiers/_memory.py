@@ -21,6 +21,9 @@ from .._core.entry import CacheEntry
 from .._core.policy import InsertOutcome
 
 POLICIES = ("lru", "lfu", "fifo", "rr")
+_ACCEPTED = InsertOutcome.ACCEPTED
+_NONE: Any = object()
+_SWEEP: Any = object()
 
 Listener = Callable[[str, Hashable], None]  # (event: "eviction" | "expired", key)
 
@@ -71,6 +74,8 @@ class MemoryTier:
             lru = policy == "lru" and bound is not None
             self.get = self._lru_get if lru else self._locked_get
             touch = self._data.move_to_end if lru else None
+            if max_size is None:
+                self.insert = self._insert_counted  # type: ignore[method-assign]
         # What the core's hit path reads directly: (lock, mapping, LRU touch or None).
         self.inline: tuple[Any, Any, Any] = (self._lock, self._data, touch)
 
@@ -88,6 +93,26 @@ class MemoryTier:
             return self._data.get(key)  # type: ignore[no-any-return]
 
     # -- writes ------------------------------------------------------------------------
+
+    def _insert_counted(self, key: Hashable, entry: CacheEntry[Any]) -> InsertOutcome:
+        """``insert`` for a mapping bounded by entry count (or not at all): the common
+        case, without :meth:`insert`'s event list; a sweep that is due goes that way."""
+        evicted: Any = _NONE
+        with self._lock:
+            if self._now is not None and self._now() >= self._next_sweep:
+                evicted = _SWEEP
+            else:
+                data = self._data
+                if key in data and self.max_entries is not None:
+                    data.move_to_end(key)
+                data[key] = entry
+                if self.max_entries is not None and len(data) > self.max_entries:
+                    evicted = data.popitem(last=False)[0]
+        if evicted is _SWEEP:
+            return MemoryTier.insert(self, key, entry)
+        if evicted is not _NONE and self.listener is not None:
+            self.listener("eviction", evicted)
+        return _ACCEPTED
 
     def insert(self, key: Hashable, entry: CacheEntry[Any]) -> InsertOutcome:
         events: list[tuple[str, Hashable]] = []
