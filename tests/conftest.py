@@ -47,3 +47,12 @@ def own_server() -> Iterator[RedisServer]:
     """A redis-server only this test uses (it may be killed and restarted)."""
     with running_server() as s:
         yield s
+
+
+@pytest.fixture(params=["straight", "flow"])
+def load_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Loads on a one-tier stack take the straight path (``_core/straight.py``); the
+    behaviour suites run again with it off, so ``load_flow`` meets the same rules."""
+    if request.param == "flow":
+        monkeypatch.setattr("cachet._core.stack.straight_loads", lambda core: False)
+    return str(request.param)

@@ -8,13 +8,13 @@ import threading
 import anyio
 import pytest
 
-from cachet import CacheEntry, ReentrantLoadError
+from cachet import Cache, CacheEntry, ReentrantLoadError
 from cachet.service import GetRequest, InsertRequest
 from cachet.testing import MockTier
 
 from .helpers import wait_until
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("load_path")]
 
 N_THREADS = 32
 N_TASKS = 200
@@ -244,9 +244,12 @@ async def test_reentrant_load_fails_fast(frontend, clock, stampede) -> None:
 
 @pytest.mark.parametrize("stampede", [True, False])
 @pytest.mark.parametrize("how", ["invalidate", "clear", "insert"])
-async def test_write_during_load_is_not_overwritten_by_the_load(frontend, clock, stampede, how) -> None:
+@pytest.mark.parametrize("tiers", [1, 2])
+async def test_write_during_load_is_not_overwritten_by_the_load(frontend, clock, stampede, how, tiers) -> None:
     l2 = MockTier()
-    b = frontend.builder(clock).memory(10).fallback(frontend.builder(clock).storage(l2))
+    b = frontend.builder(clock).memory(10)
+    if tiers == 2:
+        b = b.fallback(frontend.builder(clock).storage(l2))
     cache = (b.stampede_protection() if stampede else b).build()
     gate = Gate(frontend)
     async with frontend.open(cache) as c:
@@ -283,10 +286,40 @@ async def test_write_during_load_is_not_overwritten_by_the_load(frontend, clock,
         assert out["v"].value == "old"  # the load's caller still gets its value
         expected = "inserted" if how == "insert" else "new"
         assert (await c.get("k")).value == expected
-        assert l2.data["k"].value == expected
-        assert not [op for op in l2.operations
-                    if isinstance(op, InsertRequest) and op.entry.value == "old"]
+        if tiers == 2:
+            assert l2.data["k"].value == expected
+            assert not [op for op in l2.operations
+                        if isinstance(op, InsertRequest) and op.entry.value == "old"]
         assert len(cache._core.guard) == 0
+        assert len(cache._core.flights) == 0
+
+
+@pytest.mark.parametrize("stampede", [True, False])
+def test_invalidate_between_a_loads_write_and_its_check_undoes_the_write(stampede, load_path) -> None:
+    """The narrowest race of a one-tier load: another thread's invalidate lands after the
+    loaded value is written and before the load looks again. The write is undone."""
+    from cachet.tiers import MemoryTier
+
+    tier = MemoryTier(10)
+    b = Cache.builder().storage(tier)
+    write = tier.insert
+
+    def insert_then_race(key, entry):
+        outcome = write(key, entry)
+        if entry.value == "old":
+            t = threading.Thread(target=cache.invalidate, args=(key,))
+            t.start()
+            t.join()
+        return outcome
+
+    tier.insert = insert_then_race
+    cache = (b.stampede_protection() if stampede else b).build()
+    assert cache._core.straight == (load_path == "straight")
+    entry = cache.get_or_insert("k", lambda: "old")
+    assert entry.value == "old" and entry.cached_at is None  # returned, not stored
+    assert cache.get("k") is None
+    assert cache.get_or_insert("k", lambda: "new").value == "new"
+    assert len(cache._core.guard) == 0 and len(cache._core.flights) == 0
 
 
 async def test_invalidate_during_refresh_drops_the_refreshed_value(frontend, clock) -> None:

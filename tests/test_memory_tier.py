@@ -87,3 +87,32 @@ def test_unbounded_memory_tier_keeps_everything() -> None:
     tier.invalidate(5)
     tier.clear()
     assert tier.len() == 0
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo"])
+def test_reinserting_a_key_keeps_the_bound_and_refreshes_its_place(policy) -> None:
+    tier = MemoryTier(3, policy=policy)
+    fill(tier, "abc")
+    fill(tier, "a")  # a is now the newest: the next insert evicts b
+    fill(tier, "d")
+    assert tier.get("b") is None and tier.get("a") is not None and tier.len() == 3
+
+
+def test_a_subclass_that_overrides_get_and_insert_is_called_as_written() -> None:
+    seen = []
+
+    class Counting(MemoryTier):
+        def get(self, key):
+            seen.append(("get", key))
+            return super().get(key)
+
+        def insert(self, key, entry):
+            seen.append(("insert", key))
+            return super().insert(key, entry)
+
+    tier = Counting(10)
+    assert tier.inline is None  # no reads of its mapping behind its back
+    cache = Cache.builder().storage(tier).build()
+    assert cache.get_or_insert("k", lambda: 1).value == 1
+    assert cache.get("k").value == 1
+    assert seen == [("get", "k"), ("insert", "k"), ("get", "k")]

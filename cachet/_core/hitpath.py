@@ -8,7 +8,8 @@ and each variant a frontend needs is generated from the one template below, the 
 - locked (``cachet.sync``: the memory tier is shared by threads) or not (``cachet.aio``:
   it is only touched on the event loop's thread);
 - ``get``-shaped (``hit(key)``; a miss returns ``miss(key)``, awaited for an ``async``
-  one, or ``None`` for "take the slow path"), or a memoized function's call, plain or
+  one, or ``None`` for "take the slow path"), loader-shaped (``get_or_insert(key,
+  factory)``; a miss returns ``miss(mode, key, factory)``), or a memoized function's call, plain or
   ``async``: it takes the function's
   own parameters (so Python binds keywords and fills in defaults, for free), looks up
   ``(name, *arguments)`` and returns the value; anything else goes to
@@ -56,6 +57,10 @@ _UNLOCKED = """\
         _c_touch(_c_key)"""
 
 
+# Compiled templates by source: a cache builds each variant once per process.
+_compiled: dict[str, Any] = {}
+
+
 def call_parameters(fn: Callable[..., Any]) -> list[inspect.Parameter] | None:
     """The parameters a generated call can mirror: all plain positional-or-keyword ones
     (defaults allowed), or ``None`` for anything else (``*args``, keyword-only, ...)."""
@@ -75,13 +80,14 @@ def build_hit(
     locked: bool,
     miss: Callable[..., Any] | None = None,
     call: tuple[str, list[inspect.Parameter]] | None = None,
+    loader: str | None = None,
     is_async: bool = False,
 ) -> Callable[..., Any]:
     """Generate the hit function for a primary tier exposing ``inline``.
 
     ``call=(name, parameters)`` makes a memoized function's call, with ``miss`` as its
     slow path ``slow(args, kwargs)`` (awaited when ``is_async``); an unhashable argument
-    also takes the slow path, which explains it.
+    also takes the slow path, which explains it. ``loader=mode`` makes a loader method.
     """
     lock, data, touch = inline
     namespace: dict[str, Any] = {
@@ -89,9 +95,14 @@ def build_hit(
         "_c_ttr": ttr, "_c_now": now, "_c_counts": counts, "_c_miss": miss,
     }
     lookup = _LOCKED if locked else _UNLOCKED
-    if call is None:
+    await_ = "await " if is_async else ""
+    if loader is not None:
+        namespace["_c_mode"] = loader
+        params, prologue, result = "_c_key, _c_factory", "", ""
+        miss_expr = f"{await_}_c_miss(_c_mode, _c_key, _c_factory)"
+    elif call is None:
         params, prologue, result = "_c_key", "", ""
-        miss_expr = "None" if miss is None else f"{'await ' if is_async else ''}_c_miss(_c_key)"
+        miss_expr = "None" if miss is None else f"{await_}_c_miss(_c_key)"
     else:
         name, parameters = call
         names = [p.name for p in parameters]
@@ -115,8 +126,11 @@ def build_hit(
         async_="async " if is_async else "", params=params, prologue=prologue,
         lookup=lookup, miss=miss_expr, result=result,
     )
-    exec(compile(source, f"<cachet hit path {'locked' if locked else 'unlocked'}>", "exec"),
-         namespace)
+    code = _compiled.get(source)
+    if code is None:
+        code = _compiled[source] = compile(
+            source, f"<cachet hit path {'locked' if locked else 'unlocked'}>", "exec")
+    exec(code, namespace)
     fn: Callable[..., Any] = namespace["_c_hit"]
     if call is not None:  # errors in binding the arguments name the memoized function
         qualname = call[0].rsplit(".", 1)[-1] if "." in call[0] else call[0]

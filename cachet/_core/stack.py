@@ -127,11 +127,13 @@ class Core(StraightLoads):
 
     # -- 1. the hit path ---------------------------------------------------------------
 
-    def make_hit(self, miss: Callable[[Hashable], Any] | None = None,
-                 is_async: bool = False) -> Callable[[Hashable], Any]:
+    def make_hit(self, miss: Callable[..., Any] | None = None, is_async: bool = False,
+                 loader: str | None = None) -> Callable[..., Any]:
         """The primary tier's hit: a fresh, not stale entry, else ``miss(key)`` (by default
         ``None``: "take the slow path"). A frontend may pass its slow path as ``miss`` so
-        that a whole ``get`` hit is one frame (see ``hitpath.py``).
+        that a whole ``get`` hit is one frame (see ``hitpath.py``); with ``loader=mode``
+        the result is a loader method ``(key, factory)`` whose miss is
+        ``miss(mode, key, factory)``.
 
         Only a tier exposing ``inline = (lock, mapping, touch or None)`` (the memory tier)
         gets a hit path. Telemetry on means every hit is reported, so the slow path
@@ -139,10 +141,13 @@ class Core(StraightLoads):
         """
         top = self.levels[0]
         if top.inline is None or self.reporter is not None:
+            if loader is not None:
+                assert miss is not None
+                return partial(miss, loader)
             return miss or never_hit  # (an async miss is itself a coroutine function)
         return build_hit(top.inline, tier_ttl=top.ttl, ttr=top.ttr, now=self.now,
                          counts=self.counts[0], locked=self.threaded, miss=miss,
-                         is_async=is_async)
+                         loader=loader, is_async=is_async)
 
     def make_call(self, name: str, fn: Callable[..., Any], slow: Callable[..., Any],
                   is_async: bool) -> Callable[..., Any] | None:

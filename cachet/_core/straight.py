@@ -20,6 +20,9 @@ from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from ..telemetry import attributes as a
+from .entry import _SET_CACHED_AT as _set_cached_at
+from .entry import _SET_TTL as _set_ttl
+from .entry import _SET_VALUE as _set_value
 from .entry import CacheEntry
 from .errors import LoaderError
 from .inflight import _ABANDONED, _LOADING, Flight
@@ -31,6 +34,8 @@ if TYPE_CHECKING:
 
 _S_MISS, _S_INSERTED = STAT_OF_EVENT[a.MISS], STAT_OF_EVENT[a.INSERTED]
 _ACCEPTED = InsertOutcome.ACCEPTED
+_UNWRITTEN: Any = object()
+_new = object.__new__
 _OPTIONAL, _TRY = a.OP_OPTIONALLY_GET_OR_INSERT, a.OP_TRY_GET_OR_INSERT
 
 
@@ -86,38 +91,71 @@ class StraightLoads:
     def land_load(self: Core, flight: Flight, value: Any, mode: str) -> CacheEntry[Any] | None:
         """The leader's factory returned ``value``: store it unless an invalidate came
         first (``load_flow``'s write, for one in-process tier), and settle the flight.
-        Returns what the caller gets."""
+        Returns what the caller gets. Written out for the common case, a plain value."""
         _LOADING.reset(flight.mark)
+        if flight.stale or value is None or isinstance(value, CacheEntry):
+            return self._land_other(flight, value, mode)
+        entry = _new(CacheEntry)  # CacheEntry(value, now), without its __init__ frame
+        _set_value(entry, value)
+        _set_cached_at(entry, self.now())
+        _set_ttl(entry, None)
+        level, key = self.levels[0], flight.key
+        try:
+            outcome = level.insert(key, entry)
+        except BaseException as exc:
+            return self._land_other(flight, value, mode, exc)
+        if outcome is not _ACCEPTED or flight.stale:
+            return self._land_other(flight, value, mode, outcome)
+        self.counts[0][_S_INSERTED] += 1
+        with self.mutex:  # _settle, written out
+            held = self.guard.tokens.get(key)
+            if held is not None and flight in held:
+                if len(held) == 1:
+                    del self.guard.tokens[key]
+                else:
+                    held.remove(flight)
+            flight.value = entry
+            flights = self.flights.map
+            if flights.get((mode, key)) is flight:
+                del flights[(mode, key)]
+        return entry
+
+    def _land_other(self: Core, flight: Flight, value: Any, mode: str, written: Any = _UNWRITTEN) -> Any:
+        """``land_load`` for the rest: ``None``, an entry from the factory, a load an
+        invalidate overtook, a write the tier refused or failed (``written``: its outcome
+        or exception)."""
         result: CacheEntry[Any] | None = None
         error: BaseException | None = None
-        if not (value is None and mode is _OPTIONAL):
-            try:
-                result = self._store_loaded(flight, value)
-            except BaseException as exc:  # a clock or tier bug: the waiters must not hang
-                error = exc
-        self._settle_straight(flight, result, error)
+        try:
+            if not (value is None and mode is _OPTIONAL):
+                result = self._store_loaded(flight, value, written)
+        except BaseException as exc:  # a clock or tier bug: the waiters must not hang
+            error = exc
+        self._settle(flight, result, error)
         if error is not None:
             raise error
         return result
 
-    def _store_loaded(self: Core, flight: Flight, value: Any) -> CacheEntry[Any]:
-        """Stamp and store a loaded value; the entry the caller gets (unstamped if it was
-        not stored)."""
+    def _store_loaded(self: Core, flight: Flight, value: Any, written: Any) -> CacheEntry[Any]:
+        """Stamp and store a loaded value (unless ``written`` already); the entry the
+        caller gets, unstamped if it was not stored."""
         given = isinstance(value, CacheEntry)
-        if flight.stale:
+        if flight.stale and written is _UNWRITTEN:
             return value if given else CacheEntry(value)
         entry = value.ensure_cached_at(self.now()) if given else CacheEntry(value, self.now())
         level, key = self.levels[0], flight.key
-        try:
-            outcome = level.insert(key, entry)
-        except Exception:
-            outcome = None
+        outcome = written
+        if written is _UNWRITTEN:
+            try:
+                outcome = level.insert(key, entry)
+            except Exception as exc:
+                outcome = exc
+        if isinstance(outcome, BaseException):
+            if not isinstance(outcome, Exception):
+                raise outcome
             self.report(level, a.INSERT_ERROR)
         else:
-            if outcome is _ACCEPTED:
-                self.counts[0][_S_INSERTED] += 1
-            else:
-                self.report(level, a.INSERT_REJECTED)
+            self.report(level, a.INSERTED if outcome is _ACCEPTED else a.INSERT_REJECTED)
         if flight.stale:  # an invalidate overtook the write: undo it
             self.run_inline(self._remove([level], key))
         elif outcome is _ACCEPTED:
@@ -135,12 +173,12 @@ class StraightLoads:
             error = LoaderError(f"factory for key {flight.key!r} raised {exc!r}")
             error.__cause__ = exc
         if abandon:
-            self._settle_straight(flight, _ABANDONED, None)
+            self._settle(flight, _ABANDONED, None)
         else:
-            self._settle_straight(flight, None, error)
+            self._settle(flight, None, error)
         return error
 
-    def _settle_straight(self: Core, flight: Flight, value: Any, error: BaseException | None) -> None:
+    def _settle(self: Core, flight: Flight, value: Any, error: BaseException | None) -> None:
         """Forget the flight as a write token and as the call to join; record its outcome."""
         key = flight.key
         with self.mutex:

@@ -82,11 +82,18 @@ class Cache(Generic[K, V]):
         return await self._run(a.OP_GET, key, partial(self._core.get_flow, key))  # type: ignore[no-any-return]
 
     def _use_fast_get(self, fast: bool) -> None:
-        """Make ``get`` the core's one-frame hit (the hit inline, the slow path awaited on
-        anything else), or, before ``async with`` of a cache that needs it and after
-        close, the slow path alone."""
-        self._hit = self._core.hit if fast else never_hit
-        self.get = self._core.make_hit(self._get_slow, is_async=True) if fast else self._get_slow  # type: ignore[method-assign, assignment, arg-type]
+        """Make ``get`` and the loaders the core's one-frame hits (the hit inline, the slow
+        path awaited on anything else), or, before ``async with`` of a cache that needs
+        it and after close, the slow paths alone."""
+        core = self._core
+        self._hit = core.hit if fast else never_hit
+        self.get = core.make_hit(self._get_slow, is_async=True) if fast else self._get_slow  # type: ignore[method-assign, assignment, arg-type]
+        for name, mode in (("get_or_insert", PLAIN), ("try_get_or_insert", TRY),
+                           ("optionally_get_or_insert", OPTIONAL)):
+            if fast:
+                setattr(self, name, core.make_hit(self._load, is_async=True, loader=mode))
+            else:
+                self.__dict__.pop(name, None)  # the methods, which never hit now
 
     async def contains(self, key: K) -> bool:
         return await self.get(key) is not None

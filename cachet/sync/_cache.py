@@ -42,8 +42,12 @@ class Cache(Generic[K, V]):
     def __init__(self, core: Core, owned: list[Any]) -> None:
         self._core = core
         self._hit = core.hit
-        # The hit path of get() as one frame: the core's hit with our slow path as its miss.
+        # The hit paths of get() and the loaders as one frame each: the core's hit with
+        # our slow path as its miss.
         self.get = core.make_hit(self._get_slow)  # type: ignore[method-assign, assignment, arg-type]
+        self.get_or_insert = core.make_hit(self._load, loader=PLAIN)  # type: ignore[method-assign]
+        self.try_get_or_insert = core.make_hit(self._load, loader=TRY)  # type: ignore[method-assign]
+        self.optionally_get_or_insert = core.make_hit(self._load, loader=OPTIONAL)  # type: ignore[method-assign]
         self._owned = owned
         self._executor: Executor | None = None
         self._loaders: ThreadPoolExecutor | None = None
@@ -84,7 +88,11 @@ class Cache(Generic[K, V]):
         return self.get(key) is not None
 
     def get_or_insert(self, key: K, factory: Callable[[], V | CacheEntry[V]]) -> CacheEntry[V]:
-        """The cached entry, or ``factory()`` inserted and returned on a miss."""
+        """The cached entry, or ``factory()`` inserted and returned on a miss.
+
+        (Each instance replaces the loaders with the same logic built by the core in one
+        frame.)
+        """
         entry = self._hit(key)
         if entry is not None:
             return entry
@@ -149,6 +157,8 @@ class Cache(Generic[K, V]):
         self._closed = True
         self._hit = never_hit
         self.get = self._get_slow  # type: ignore[method-assign]
+        for name in ("get_or_insert", "try_get_or_insert", "optionally_get_or_insert"):
+            self.__dict__.pop(name, None)  # back to the methods, which now never hit
         with self._executor_lock:
             executor, self._executor = self._executor, None
             loaders, self._loaders = self._loaders, None

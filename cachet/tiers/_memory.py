@@ -64,22 +64,33 @@ class MemoryTier:
         self._lock = threading.Lock()
         bound = max_entries if max_size is None else max_size
         self._data: Any
+        lru = policy == "lru" and bound is not None
         if policy in ("lfu", "rr") and bound is not None:
             cls = cachetools.LFUCache if policy == "lfu" else cachetools.RRCache
             self._data = _Reporting(cls, self, bound, getsizeof)
-            self.get = self._locked_get
-            touch = None
+            lru = False
         else:
             self._data = OrderedDict() if bound is not None else {}
-            lru = policy == "lru" and bound is not None
-            self.get = self._lru_get if lru else self._locked_get
-            touch = self._data.move_to_end if lru else None
-            if max_size is None:
+        touch = self._touch = self._data.move_to_end if lru else None
+        # A subclass that overrides get or insert is called as written: no inline reads
+        # around it, no specialised method over it.
+        mine = type(self).get is MemoryTier.get and type(self).insert is MemoryTier.insert
+        if mine:
+            self.get = self._lru_get if lru else self._locked_get  # type: ignore[method-assign]
+            if max_size is None and not isinstance(self._data, _Reporting):
                 self.insert = self._insert_counted  # type: ignore[method-assign]
         # What the core's hit path reads directly: (lock, mapping, LRU touch or None).
-        self.inline: tuple[Any, Any, Any] = (self._lock, self._data, touch)
+        self.inline: tuple[Any, Any, Any] | None = (self._lock, self._data, touch) if mine else None
 
     # -- reads -------------------------------------------------------------------------
+
+    def get(self, key: Hashable) -> CacheEntry[Any] | None:
+        """The entry for ``key``, or ``None`` (an LRU tier marks it used)."""
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is not None and self._touch is not None:
+                self._touch(key)
+            return entry  # type: ignore[no-any-return]
 
     def _lru_get(self, key: Hashable) -> CacheEntry[Any] | None:
         with self._lock:
