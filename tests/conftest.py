@@ -54,5 +54,5 @@ def load_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
     """Loads on a one-tier stack take the straight path (``_core/straight.py``); the
     behaviour suites run again with it off, so ``load_flow`` meets the same rules."""
     if request.param == "flow":
-        monkeypatch.setattr("cachet._core.stack.straight_loads", lambda core: False)
+        monkeypatch.setattr("cachet._core.straight.straight_loads", lambda core: False)
     return str(request.param)

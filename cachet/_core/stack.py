@@ -35,6 +35,7 @@ from functools import partial
 from typing import Any
 
 from ..telemetry import attributes as a
+from . import straight
 from .clock import Clock, SystemClock
 from .effects import Call, Fanout, Flow, Load, LoadTimedOut, Spawn
 from .entry import CacheEntry
@@ -52,7 +53,6 @@ from .inflight import _LOADING, Flight, Flights, WriteGuard, WriteToken
 from .level import Level
 from .policy import FailSafe, InsertOutcome, InsertPolicy
 from .stats import FIELDS, STAT_OF_EVENT, snapshot
-from .straight import StraightLoads, straight_loads
 
 _S_MISS, _S_HIT = STAT_OF_EVENT[a.MISS], STAT_OF_EVENT[a.HIT]
 
@@ -81,7 +81,7 @@ def unhashable(key: Any) -> TypeError:
     return TypeError(f"cache keys must be hashable; got a key of unhashable type {type(key).__name__}")
 
 
-class Core(StraightLoads):
+class Core:
     """The decisions of one cache stack, shared by both frontends."""
 
     def __init__(
@@ -123,7 +123,7 @@ class Core(StraightLoads):
         self.publish: Callable[[str, Hashable], Any] | None = None
         self.hit: Callable[[Hashable], CacheEntry[Any] | None] = self.make_hit()
         # Loads may take the straight path (straight.py) instead of load_flow.
-        self.straight = straight_loads(self)
+        self.straight = straight.straight_loads(self)
 
     # -- 1. the hit path ---------------------------------------------------------------
 
@@ -162,6 +162,11 @@ class Core(StraightLoads):
         return build_hit(top.inline, tier_ttl=top.ttl, ttr=top.ttr, now=self.now,
                          counts=self.counts[0], locked=self.threaded, miss=slow,
                          call=(name, params), is_async=is_async)
+
+    # The straight-path load (straight.py): plain calls around the factory.
+    lead_load = straight.lead_load
+    land_load = straight.land_load
+    fail_load = straight.fail_load
 
     # -- telemetry ---------------------------------------------------------------------
 
