@@ -23,7 +23,7 @@ N_TASKS = 200
 
 
 def flight_waiters(cache, op: str, key) -> int:
-    flight = cache._core.flights.map.get((op, key))
+    flight = cache._core.flights.find(op, key)
     return -1 if flight is None else flight.waiters
 
 

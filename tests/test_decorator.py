@@ -410,7 +410,7 @@ def test_aio_cache_refuses_a_plain_function() -> None:
 
 
 def waiters(cache: Any, key: Any) -> int:
-    flight = cache._core.flights.map.get(("cache.get_or_insert", key))
+    flight = cache._core.flights.find("cache.get_or_insert", key)
     return -1 if flight is None else int(flight.waiters)
 
 

@@ -661,7 +661,7 @@ async def test_request_id_reaches_a_tier_run_in_a_worker_thread(frontend, clock)
 
 
 def flight_waiters(cache, op: str, key) -> int:
-    flight = cache._core.flights.map.get((op, key))
+    flight = cache._core.flights.find(op, key)
     return -1 if flight is None else flight.waiters
 
 

@@ -30,7 +30,7 @@ _TEMPLATE = """
 {prologue}
 {lookup}
     if _c_entry is None:
-        return {miss}
+{absent}
     _c_ttl = _c_entry.ttl
     if _c_ttl is None:
         _c_ttl = _c_tier_ttl
@@ -81,6 +81,7 @@ def build_hit(
     miss: Callable[..., Any] | None = None,
     call: tuple[str, list[inspect.Parameter]] | None = None,
     loader: str | None = None,
+    absent: tuple[str, dict[str, Any]] | None = None,
     is_async: bool = False,
 ) -> Callable[..., Any]:
     """Generate the hit function for a primary tier exposing ``inline``.
@@ -88,6 +89,9 @@ def build_hit(
     ``call=(name, parameters)`` makes a memoized function's call, with ``miss`` as its
     slow path ``slow(args, kwargs)`` (awaited when ``is_async``); an unhashable argument
     also takes the slow path, which explains it. ``loader=mode`` makes a loader method.
+    ``absent=(block, names)`` replaces the miss when the tier has no entry at all with
+    that block of code (indented 8 spaces; ``{await_}`` and ``{miss}`` filled in), run
+    with those extra names (``straight.py``'s load).
     """
     lock, data, touch = inline
     namespace: dict[str, Any] = {
@@ -122,9 +126,14 @@ def build_hit(
         lookup = "    try:\n" + "\n".join("    " + line for line in lookup.splitlines()) + (
             f"\n    except TypeError:\n        return {miss_expr}"
         )
+    if absent is None:
+        absent_block = f"        return {miss_expr}"
+    else:
+        absent_block = absent[0].format(await_=await_, miss=miss_expr).rstrip()
+        namespace.update(absent[1])
     source = _TEMPLATE.format(
         async_="async " if is_async else "", params=params, prologue=prologue,
-        lookup=lookup, miss=miss_expr, result=result,
+        lookup=lookup, miss=miss_expr, result=result, absent=absent_block,
     )
     code = _compiled.get(source)
     if code is None:

@@ -64,22 +64,34 @@ class Flight(WriteToken):
 
 
 class Flights:
-    """The map of coalesced calls, keyed by (operation, key)."""
+    """The coalesced calls: one map per operation, keyed by cache key (no tuple to build
+    and hash per call)."""
 
-    __slots__ = ("map",)
+    __slots__ = ("by_op",)
 
     def __init__(self) -> None:
-        self.map: dict[tuple[str, Hashable], Flight] = {}
+        self.by_op: dict[str, dict[Hashable, Flight]] = {}
+
+    def of(self, op: str) -> dict[Hashable, Flight]:
+        """The map of ``op``'s flights (made on first use, kept for the cache's life)."""
+        flights = self.by_op.get(op)
+        if flights is None:
+            flights = self.by_op[op] = {}
+        return flights
+
+    def find(self, op: str, key: Hashable) -> Flight | None:
+        return self.of(op).get(key)
 
     def join(self, op: str, key: Hashable, make_signal: Callable[[], Any]) -> tuple[Flight, bool]:
         """The flight for ``(op, key)`` and whether the caller leads it."""
-        flight = self.map.get((op, key))
+        flights = self.of(op)
+        flight = flights.get(key)
         if flight is not None:
             if flight.signal is None:
                 flight.signal = make_signal()
             flight.waiters += 1
             return flight, False
-        flight = self.map[(op, key)] = Flight(op, key, None)
+        flight = flights[key] = Flight(op, key, None)
         return flight, True
 
     def settle(self, flight: Flight, value: Any, error: BaseException | None) -> Any:
@@ -87,8 +99,9 @@ class Flights:
         return the signal to set (``None``: nobody waits)."""
         flight.value = value
         flight.error = error
-        if self.map.get((flight.op, flight.key)) is flight:
-            del self.map[(flight.op, flight.key)]
+        flights = self.of(flight.op)
+        if flights.get(flight.key) is flight:
+            del flights[flight.key]
         return flight.signal
 
     def abandon(self, flight: Flight) -> Any:
@@ -98,14 +111,14 @@ class Flights:
     def detach(self, key: Hashable, ops: tuple[str, ...]) -> None:
         """Callers arriving from now on start afresh; current waiters keep their flight."""
         for op in ops:
-            self.map.pop((op, key), None)
+            self.of(op).pop(key, None)
 
     def detach_all(self, ops: tuple[str, ...]) -> None:
-        for k in [k for k in self.map if k[0] in ops]:
-            del self.map[k]
+        for op in ops:
+            self.of(op).clear()
 
     def __len__(self) -> int:
-        return len(self.map)
+        return sum(len(flights) for flights in self.by_op.values())
 
 
 class WriteGuard:

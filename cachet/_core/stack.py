@@ -133,7 +133,8 @@ class Core:
         ``None``: "take the slow path"). A frontend may pass its slow path as ``miss`` so
         that a whole ``get`` hit is one frame (see ``hitpath.py``); with ``loader=mode``
         the result is a loader method ``(key, factory)`` whose miss is
-        ``miss(mode, key, factory)``.
+        ``miss(mode, key, factory)``, and which loads on a one-tier stack itself
+        (``straight.py``).
 
         Only a tier exposing ``inline = (lock, mapping, touch or None)`` (the memory tier)
         gets a hit path. Telemetry on means every hit is reported, so the slow path
@@ -145,9 +146,12 @@ class Core:
                 assert miss is not None
                 return partial(miss, loader)
             return miss or never_hit  # (an async miss is itself a coroutine function)
+        absent = None
+        if loader is not None and self.straight:
+            absent = straight.load_block(self, loader, is_async)
         return build_hit(top.inline, tier_ttl=top.ttl, ttr=top.ttr, now=self.now,
                          counts=self.counts[0], locked=self.threaded, miss=miss,
-                         loader=loader, is_async=is_async)
+                         loader=loader, absent=absent, is_async=is_async)
 
     def make_call(self, name: str, fn: Callable[..., Any], slow: Callable[..., Any],
                   is_async: bool) -> Callable[..., Any] | None:
@@ -162,11 +166,6 @@ class Core:
         return build_hit(top.inline, tier_ttl=top.ttl, ttr=top.ttr, now=self.now,
                          counts=self.counts[0], locked=self.threaded, miss=slow,
                          call=(name, params), is_async=is_async)
-
-    # The straight-path load (straight.py): plain calls around the factory.
-    lead_load = straight.lead_load
-    land_load = straight.land_load
-    fail_load = straight.fail_load
 
     # -- telemetry ---------------------------------------------------------------------
 

@@ -1,31 +1,30 @@
-"""Straight-line paths: the slow operations of the simplest stacks as plain calls.
+"""Straight-line loads: a loader's whole miss on a one-tier stack, in the hit's frame.
 
 A flow (``stack.py``) costs a generator, a driver loop and a frame per step. A load on a
 stack whose only tier is in process has no I/O for the frontend to carry out but the
-factory itself, so :class:`Core` also offers it as plain calls around that factory::
+factory itself, so ``Core.make_hit(loader=mode)`` generates the loader method with this
+block in place of its miss (``hitpath.py`` does the generating): lead a flight, call
+(or await) the factory, stamp, store, settle, each step written out, not called. Every
+frame is ~5% of a load, so the bookkeeping of ``Flights`` and ``WriteGuard`` is written
+out here too. Anything unusual leaves the block:
 
-    joined = core.lead_load(mode, key, make_signal)  # None: run core.load_flow instead
-    flight, leader = joined                          # a waiter waits on flight.signal
-    ... the leader calls (or awaits) the factory ...
-    entry = core.land_load(flight, value, mode)      # or: error = core.fail_load(...)
-    # then: set flight.signal if it is not None
+- a flight to join, an entry in the tier (expired or stale), a backplane to tell, a
+  factory that is not callable: the frontend's general loader (``miss``), which runs
+  ``Core.load_flow``;
+- a factory error or cancellation: :func:`fail`;
+- ``None``, a ``CacheEntry``, a write refused or overtaken by an invalidate:
+  :func:`land_other`.
 
-These functions are methods of :class:`Core` (assigned in its class body). The
-bookkeeping of ``Flights`` and ``WriteGuard`` is written out here, not called: every
-frame is ~5% of a load. The rules are those of ``Core.load_flow`` (the behaviour suite runs both paths); the
+The rules are those of ``Core.load_flow`` (the behaviour suite runs both paths); the
 flight is the load's write token, so an invalidate racing the load wins here too.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
 from typing import TYPE_CHECKING, Any
 
 from ..telemetry import attributes as a
-from .entry import _SET_CACHED_AT as _set_cached_at
-from .entry import _SET_TTL as _set_ttl
-from .entry import _SET_VALUE as _set_value
-from .entry import CacheEntry
+from .entry import _SET_CACHED_AT, _SET_TTL, _SET_VALUE, CacheEntry
 from .errors import LoaderError
 from .inflight import _ABANDONED, _LOADING, Flight
 from .policy import InsertOutcome, InsertPolicy
@@ -34,11 +33,65 @@ from .stats import STAT_OF_EVENT
 if TYPE_CHECKING:
     from .stack import Core
 
-_S_MISS, _S_INSERTED = STAT_OF_EVENT[a.MISS], STAT_OF_EVENT[a.INSERTED]
 _ACCEPTED = InsertOutcome.ACCEPTED
 _UNWRITTEN: Any = object()
-_new = object.__new__
 _OPTIONAL, _TRY = a.OP_OPTIONALLY_GET_OR_INSERT, a.OP_TRY_GET_OR_INSERT
+
+_BLOCK = """\
+        if not _c_callable(_c_factory):
+            return {miss}
+        _c_loading = _c_loading_get()
+        if _c_loading is not None:
+            _c_check_reentrant(_c_key)
+        with _c_mutex:
+            if _c_key in _c_flights or _c_key in _c_data or _c_core.publish is not None:
+                _c_flight = None
+            else:
+                _c_flight = _c_Flight(_c_mode, _c_key, None)
+                if _c_stampede:
+                    _c_flights[_c_key] = _c_flight
+                _c_held = _c_tokens_get(_c_key)
+                if _c_held is None:
+                    _c_tokens[_c_key] = [_c_flight]
+                else:
+                    _c_held.append(_c_flight)
+                _c_counts[_c_S_MISS] += 1
+        if _c_flight is None:
+            return {miss}
+        _c_flight.mark = _c_loading_set((_c_ident, _c_key, _c_loading))
+        try:
+            _c_value = _c_factory()
+            if _c_is_async and _c_hasattr(_c_value, "__await__"):
+                _c_value = {await_}_c_value
+        except BaseException as _c_exc:
+            raise _c_fail(_c_core, _c_flight, _c_exc, _c_is_async)
+        _c_loading_reset(_c_flight.mark)
+        if _c_flight.stale or _c_value is None or _c_isinstance(_c_value, _c_CacheEntry):
+            return _c_land_other(_c_core, _c_flight, _c_value)
+        _c_entry = _c_new(_c_CacheEntry)
+        _c_set_value(_c_entry, _c_value)
+        _c_set_cached_at(_c_entry, _c_now())
+        _c_set_ttl(_c_entry, None)
+        try:
+            _c_outcome = _c_insert(_c_key, _c_entry)
+        except BaseException as _c_exc:
+            return _c_land_other(_c_core, _c_flight, _c_value, _c_exc)
+        if _c_outcome is not _c_ACCEPTED or _c_flight.stale:
+            return _c_land_other(_c_core, _c_flight, _c_value, _c_outcome)
+        _c_counts[_c_S_INSERTED] += 1
+        with _c_mutex:
+            _c_held = _c_tokens_get(_c_key)
+            if len(_c_held) == 1:
+                del _c_tokens[_c_key]
+            else:
+                _c_held.remove(_c_flight)
+            _c_flight.value = _c_entry
+            if _c_flights.get(_c_key) is _c_flight:
+                del _c_flights[_c_key]
+        if _c_flight.signal is not None:
+            _c_flight.signal.set()
+        return _c_entry
+"""
 
 
 def straight_loads(core: Core) -> bool:
@@ -47,100 +100,72 @@ def straight_loads(core: Core) -> bool:
     loader timeout. (Fail-safe needs an expired entry, which sends a load to the flow.)"""
     levels = core.levels
     return (len(levels) == 1 and levels[0].direct and levels[0].inline is not None
-            and levels[0].policy is InsertPolicy.always() and not core.jitter and core.reporter is None
-            and core.hard_timeout is None)
+            and levels[0].policy is InsertPolicy.always() and not core.jitter
+            and core.reporter is None and core.hard_timeout is None)
 
 
-def lead_load(self: Core, mode: str, key: Hashable,
-              make_signal: Callable[[], Any]) -> tuple[Flight, bool] | None:
-    """Join the load of ``key`` in flight (stampede protection), or lead a new one;
-    ``None`` when the flow must decide (the tier holds something for ``key``, expired
-    or stale, or a backplane is to be told about the write). Raises
-    ``ReentrantLoadError`` for a load of ``key`` from inside its own factory."""
-    loading = _LOADING.get()
-    if loading is not None:
-        self.check_reentrant(key)
-    stampede = self.stampede
-    with self.mutex:
-        if stampede:
-            flight = self.flights.map.get((mode, key))
-            if flight is not None:
-                if flight.signal is None:
-                    flight.signal = make_signal()
-                flight.waiters += 1
-                self.coalesced_waits += 1
-                return flight, False
-        if key in self.levels[0].inline[1] or self.publish is not None:  # type: ignore[index]
-            return None
-        flight = Flight(mode, key, None)
-        if stampede:
-            self.flights.map[(mode, key)] = flight
-        held = self.guard.tokens.get(key)
-        if held is None:
-            self.guard.tokens[key] = [flight]
-        else:
-            held.append(flight)
-        self.counts[0][_S_MISS] += 1
-    flight.mark = _LOADING.set((self.ident, key, loading))
-    return flight, True
+def load_block(core: Core, mode: str, is_async: bool) -> tuple[str, dict[str, Any]]:
+    """The block and the names it reads, for ``build_hit(absent=...)``."""
+    level = core.levels[0]
+    assert level.inline is not None
+    # Without stampede protection the flight is never shared: an empty map stands in.
+    flights = core.flights.of(mode) if core.stampede else {}
+    return _BLOCK, {
+        "_c_callable": callable, "_c_hasattr": hasattr, "_c_isinstance": isinstance,
+        "_c_loading_get": _LOADING.get, "_c_loading_set": _LOADING.set,
+        "_c_loading_reset": _LOADING.reset, "_c_check_reentrant": core.check_reentrant,
+        "_c_mutex": core.mutex, "_c_flights": flights, "_c_stampede": core.stampede,
+        "_c_data": level.inline[1], "_c_core": core, "_c_Flight": Flight,
+        "_c_tokens": core.guard.tokens, "_c_tokens_get": core.guard.tokens.get,
+        "_c_S_MISS": STAT_OF_EVENT[a.MISS], "_c_S_INSERTED": STAT_OF_EVENT[a.INSERTED],
+        "_c_ident": core.ident, "_c_is_async": is_async, "_c_fail": fail,
+        "_c_land_other": land_other, "_c_CacheEntry": CacheEntry, "_c_new": object.__new__,
+        "_c_set_value": _SET_VALUE, "_c_set_cached_at": _SET_CACHED_AT, "_c_set_ttl": _SET_TTL,
+        "_c_insert": level.insert, "_c_ACCEPTED": _ACCEPTED,
+    }
 
-def land_load(self: Core, flight: Flight, value: Any, mode: str) -> CacheEntry[Any] | None:
-    """The leader's factory returned ``value``: store it unless an invalidate came
-    first (``load_flow``'s write, for one in-process tier), and settle the flight.
-    Returns what the caller gets. Written out for the common case, a plain value."""
+
+def fail(core: Core, flight: Flight, exc: BaseException, is_async: bool) -> BaseException:
+    """The leader's factory raised ``exc``: settle the flight with the error its callers
+    get (returned, for the leader to raise). A cancelled aio leader abandons it instead,
+    handing the load over to a waiter."""
     _LOADING.reset(flight.mark)
-    if flight.stale or value is None or isinstance(value, CacheEntry):
-        return _land_other(self, flight, value, mode)
-    entry: CacheEntry[Any] = _new(CacheEntry)  # CacheEntry(value, now), without its __init__ frame
-    _set_value(entry, value)
-    _set_cached_at(entry, self.now())
-    _set_ttl(entry, None)
-    level, key = self.levels[0], flight.key
-    try:
-        outcome = level.insert(key, entry)
-    except BaseException as exc:
-        return _land_other(self, flight, value, mode, exc)
-    if outcome is not _ACCEPTED or flight.stale:
-        return _land_other(self, flight, value, mode, outcome)
-    self.counts[0][_S_INSERTED] += 1
-    with self.mutex:  # _settle, written out
-        held = self.guard.tokens.get(key)
-        if held is not None and flight in held:
-            if len(held) == 1:
-                del self.guard.tokens[key]
-            else:
-                held.remove(flight)
-        flight.value = entry
-        flights = self.flights.map
-        if flights.get((mode, key)) is flight:
-            del flights[(mode, key)]
-    return entry
+    error = exc
+    if flight.op is _TRY and isinstance(exc, Exception):
+        error = LoaderError(f"factory for key {flight.key!r} raised {exc!r}")
+        error.__cause__ = exc
+    if is_async and not isinstance(exc, Exception):
+        _settle(core, flight, _ABANDONED, None)
+    else:
+        _settle(core, flight, None, error)
+    return error
 
-def _land_other(self: Core, flight: Flight, value: Any, mode: str,
-                written: Any = _UNWRITTEN) -> CacheEntry[Any] | None:
-    """``land_load`` for the rest: ``None``, an entry from the factory, a load an
-    invalidate overtook, a write the tier refused or failed (``written``: its outcome
-    or exception)."""
+
+def land_other(core: Core, flight: Flight, value: Any, written: Any = _UNWRITTEN) -> CacheEntry[Any] | None:
+    """The rest of a load that returned: ``None``, an entry from the factory, a load an
+    invalidate overtook, a write the tier refused or failed (``written``: its outcome or
+    exception). Settles the flight; returns what the caller gets."""
     result: CacheEntry[Any] | None = None
     error: BaseException | None = None
     try:
-        if not (value is None and mode is _OPTIONAL):
-            result = _store_loaded(self, flight, value, written)
+        if not (value is None and flight.op is _OPTIONAL):
+            result = _store(core, flight, value, written)
     except BaseException as exc:  # a clock or tier bug: the waiters must not hang
         error = exc
-    _settle(self, flight, result, error)
+    _settle(core, flight, result, error)
     if error is not None:
         raise error
     return result
 
-def _store_loaded(self: Core, flight: Flight, value: Any, written: Any) -> CacheEntry[Any]:
-    """Stamp and store a loaded value (unless ``written`` already); the entry the
-    caller gets, unstamped if it was not stored."""
+
+def _store(core: Core, flight: Flight, value: Any, written: Any) -> CacheEntry[Any]:
+    """``load_flow``'s write for one in-process tier (unless ``written`` already): the
+    entry the caller gets, unstamped if it was not stored."""
     given = isinstance(value, CacheEntry)
     if flight.stale and written is _UNWRITTEN:
         return value if given else CacheEntry(value)
-    entry = value.ensure_cached_at(self.now()) if given else CacheEntry(value, self.now())
-    level, key = self.levels[0], flight.key
+    entry = value.ensure_cached_at(core.now()) if given else CacheEntry(value, core.now())
+    level, key = core.levels[0], flight.key
     outcome = written
     if written is _UNWRITTEN:
         try:
@@ -150,43 +175,31 @@ def _store_loaded(self: Core, flight: Flight, value: Any, written: Any) -> Cache
     if isinstance(outcome, BaseException):
         if not isinstance(outcome, Exception):
             raise outcome
-        self.report(level, a.INSERT_ERROR)
+        core.report(level, a.INSERT_ERROR)
     else:
-        self.report(level, a.INSERTED if outcome is _ACCEPTED else a.INSERT_REJECTED)
+        core.report(level, a.INSERTED if outcome is _ACCEPTED else a.INSERT_REJECTED)
     if flight.stale:  # an invalidate overtook the write: undo it
-        self.run_inline(self._remove([level], key))
+        core.run_inline(core._remove([level], key))
     elif outcome is _ACCEPTED:
         return entry
     return value if given else CacheEntry(value)
 
-def fail_load(self: Core, flight: Flight, exc: BaseException, mode: str,
-              abandon: bool = False) -> BaseException:
-    """The leader's factory raised ``exc``: settle the flight with the error its
-    callers get (returned, for the leader to raise), or, with ``abandon`` (the
-    leader was cancelled), hand the load over to a waiter."""
-    _LOADING.reset(flight.mark)
-    error = exc
-    if mode is _TRY and isinstance(exc, Exception):
-        error = LoaderError(f"factory for key {flight.key!r} raised {exc!r}")
-        error.__cause__ = exc
-    if abandon:
-        _settle(self, flight, _ABANDONED, None)
-    else:
-        _settle(self, flight, None, error)
-    return error
 
-def _settle(self: Core, flight: Flight, value: Any, error: BaseException | None) -> None:
-    """Forget the flight as a write token and as the call to join; record its outcome."""
+def _settle(core: Core, flight: Flight, value: Any, error: BaseException | None) -> None:
+    """Forget the flight as a write token and as the call to join; record its outcome;
+    wake its waiters."""
     key = flight.key
-    with self.mutex:
-        held = self.guard.tokens.get(key)
+    with core.mutex:
+        held = core.guard.tokens.get(key)
         if held is not None and flight in held:
             if len(held) == 1:
-                del self.guard.tokens[key]
+                del core.guard.tokens[key]
             else:
                 held.remove(flight)
         flight.value = value
         flight.error = error
-        flights = self.flights.map
-        if flights.get((flight.op, key)) is flight:
-            del flights[(flight.op, key)]
+        flights = core.flights.of(flight.op)
+        if flights.get(key) is flight:
+            del flights[key]
+    if flight.signal is not None:
+        flight.signal.set()

@@ -213,41 +213,13 @@ class Cache(Generic[K, V]):
             )
 
     async def _load(self, mode: str, key: K, factory: Callable[[], Any]) -> Any:
-        """Run a loader: as plain core calls around the factory on a stack of one
-        in-process tier (``_core/straight.py``), else the core's ``load_flow``; shared
-        with concurrent callers as in ``_run``."""
+        """A loader's slow path (the one-tier straight path is in the loader methods the
+        core generates, see ``_use_fast_get``)."""
         if not callable(factory):
             raise TypeError(f"factory must be callable, not {type(factory).__name__}")
         core = self._core
-        if not core.straight:
-            core.check_reentrant(key)
-            return await self._run(mode, key, partial(core.load_flow, key, factory, mode))
-        if self._closed or (self._needs_tg and self._tg is None):
-            self._check_usable()
-        while True:
-            joined = core.lead_load(mode, key, anyio.Event)
-            if joined is None:  # the tier holds something for key: the flow decides
-                return await self._run(mode, key, partial(core.load_flow, key, factory, mode))
-            flight, leader = joined
-            if leader:
-                break
-            await flight.signal.wait()
-            if not flight.abandoned:
-                return flight.result()
-        try:
-            value = factory()
-            if hasattr(value, "__await__"):
-                value = await value
-        except BaseException as exc:  # cancelled: hand the load over to a waiter
-            error = core.fail_load(flight, exc, mode, abandon=not isinstance(exc, Exception))
-            if flight.signal is not None:
-                flight.signal.set()
-            raise error  # noqa: B904 (its cause is set)
-        try:
-            return core.land_load(flight, value, mode)
-        finally:
-            if flight.signal is not None:
-                flight.signal.set()
+        core.check_reentrant(key)
+        return await self._run(mode, key, partial(core.load_flow, key, factory, mode))
 
     async def _run(self, op: str, key: Any, make_flow: Callable[[], Flow],
                    coalesce: bool = True) -> Any:

@@ -187,36 +187,13 @@ class Cache(Generic[K, V]):
             raise CacheError(f"cache {self.name!r} is closed")
 
     def _load(self, mode: str, key: K, factory: Callable[[], Any]) -> Any:
-        """Run a loader: as plain core calls around the factory on a stack of one
-        in-process tier (``_core/straight.py``), else the core's ``load_flow``; shared
-        with concurrent threads as in ``_run``."""
+        """A loader's slow path (the one-tier straight path is in the loader methods the
+        core generates, see ``__init__``)."""
         if not callable(factory):
             raise TypeError(f"factory must be callable, not {type(factory).__name__}")
         core = self._core
-        if not core.straight:
-            core.check_reentrant(key)
-            return self._run(mode, key, partial(core.load_flow, key, factory, mode))
-        if self._closed:
-            self._check_open()
-        joined = core.lead_load(mode, key, threading.Event)
-        if joined is None:  # the tier holds something for key: the flow decides
-            return self._run(mode, key, partial(core.load_flow, key, factory, mode))
-        flight, leader = joined
-        if not leader:
-            flight.signal.wait()
-            return flight.result()
-        try:
-            value = factory()
-        except BaseException as exc:
-            error = core.fail_load(flight, exc, mode)
-            if flight.signal is not None:
-                flight.signal.set()
-            raise error  # noqa: B904 (its cause is set)
-        try:
-            return core.land_load(flight, value, mode)
-        finally:
-            if flight.signal is not None:
-                flight.signal.set()
+        core.check_reentrant(key)
+        return self._run(mode, key, partial(core.load_flow, key, factory, mode))
 
     def _run(self, op: str, key: Any, make_flow: Callable[[], Flow], coalesce: bool = True) -> Any:
         """Drive the flow ``make_flow()``; with stampede protection, share it with
