@@ -45,11 +45,16 @@ _TEMPLATE = """
     return _c_entry{result}
 """
 
+# Threads read the mapping without the lock (one C call, atomic under the GIL) and take
+# it only to mark an LRU entry used, which fails harmlessly if the entry just left.
 _LOCKED = """\
-    with _c_lock:
-        _c_entry = _c_get(_c_key)
-        if _c_entry is not None and _c_touch is not None:
-            _c_touch(_c_key)"""
+    _c_entry = _c_get(_c_key)
+    if _c_entry is not None and _c_touch is not None:
+        with _c_lock:
+            try:
+                _c_touch(_c_key)
+            except KeyError:
+                pass"""
 
 _UNLOCKED = """\
     _c_entry = _c_get(_c_key)

@@ -123,13 +123,17 @@ class Flights:
 
 class WriteGuard:
     """Closes the invalidate-during-load race (no ABA): a value read or loaded before an
-    invalidate, insert or clear of its key is never written after it."""
+    invalidate, insert or clear of its key is never written after it.
+
+    ``tokens`` maps a key to its one token, or to a list when several are held (rare):
+    the common case then costs one dict store and one delete.
+    """
 
     __slots__ = ("_mutex", "tokens")
 
     def __init__(self, mutex: AbstractContextManager[Any]) -> None:
         self._mutex = mutex
-        self.tokens: dict[Hashable, list[WriteToken]] = {}
+        self.tokens: dict[Hashable, WriteToken | list[WriteToken]] = {}
 
     def begin(self, key: Hashable) -> WriteToken:
         token = WriteToken(key)
@@ -143,30 +147,34 @@ class WriteGuard:
 
     def add(self, token: WriteToken) -> None:
         """Register ``token`` (the caller holds the mutex)."""
-        tokens = self.tokens.get(token.key)
-        if tokens is None:
-            self.tokens[token.key] = [token]
+        held = self.tokens.get(token.key)
+        if held is None:
+            self.tokens[token.key] = token
+        elif type(held) is list:
+            held.append(token)
         else:
-            tokens.append(token)
+            self.tokens[token.key] = [held, token]  # type: ignore[list-item]
 
     def discard(self, token: WriteToken) -> None:
         """Forget ``token`` (the caller holds the mutex)."""
-        tokens = self.tokens.get(token.key)
-        if tokens is not None and token in tokens:
-            if len(tokens) == 1:
-                del self.tokens[token.key]
-            else:
-                tokens.remove(token)
+        held = self.tokens.get(token.key)
+        if held is token:
+            del self.tokens[token.key]
+        elif type(held) is list and token in held:
+            held.remove(token)
+            if len(held) == 1:
+                self.tokens[token.key] = held[0]
 
     def supersede(self, key: Hashable) -> None:
         with self._mutex:
-            for token in self.tokens.get(key, ()):
+            held = self.tokens.get(key)
+            for token in held if type(held) is list else (held,) if held is not None else ():
                 token.stale = True
 
     def supersede_all(self) -> None:
         with self._mutex:
-            for tokens in self.tokens.values():
-                for token in tokens:
+            for held in self.tokens.values():
+                for token in held if type(held) is list else (held,):
                     token.stale = True
 
     def __len__(self) -> int:

@@ -21,6 +21,7 @@ flight is the load's write token, so an invalidate racing the load wins here too
 
 from __future__ import annotations
 
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 from ..telemetry import attributes as a
@@ -37,61 +38,79 @@ _ACCEPTED = InsertOutcome.ACCEPTED
 _UNWRITTEN: Any = object()
 _OPTIONAL, _TRY = a.OP_OPTIONALLY_GET_OR_INSERT, a.OP_TRY_GET_OR_INSERT
 
-_BLOCK = """\
-        if not _c_callable(_c_factory):
-            return {miss}
-        _c_loading = _c_loading_get()
-        if _c_loading is not None:
-            _c_check_reentrant(_c_key)
-        with _c_mutex:
-            if _c_key in _c_flights or _c_key in _c_data or _c_core.publish is not None:
-                _c_flight = None
-            else:
-                _c_flight = _c_Flight(_c_mode, _c_key, None)
-                if _c_stampede:
-                    _c_flights[_c_key] = _c_flight
-                _c_held = _c_tokens_get(_c_key)
-                if _c_held is None:
-                    _c_tokens[_c_key] = [_c_flight]
-                else:
-                    _c_held.append(_c_flight)
-                _c_counts[_c_S_MISS] += 1
-        if _c_flight is None:
-            return {miss}
-        _c_flight.mark = _c_loading_set((_c_ident, _c_key, _c_loading))
-        try:
-            _c_value = _c_factory()
-            if _c_is_async and _c_hasattr(_c_value, "__await__"):
-                _c_value = {await_}_c_value
-        except BaseException as _c_exc:
-            raise _c_fail(_c_core, _c_flight, _c_exc, _c_is_async)
-        _c_loading_reset(_c_flight.mark)
-        if _c_flight.stale or _c_value is None or _c_isinstance(_c_value, _c_CacheEntry):
-            return _c_land_other(_c_core, _c_flight, _c_value)
-        _c_entry = _c_new(_c_CacheEntry)
-        _c_set_value(_c_entry, _c_value)
-        _c_set_cached_at(_c_entry, _c_now())
-        _c_set_ttl(_c_entry, None)
-        try:
-            _c_outcome = _c_insert(_c_key, _c_entry)
-        except BaseException as _c_exc:
-            return _c_land_other(_c_core, _c_flight, _c_value, _c_exc)
-        if _c_outcome is not _c_ACCEPTED or _c_flight.stale:
-            return _c_land_other(_c_core, _c_flight, _c_value, _c_outcome)
-        _c_counts[_c_S_INSERTED] += 1
-        with _c_mutex:
-            _c_held = _c_tokens_get(_c_key)
-            if len(_c_held) == 1:
-                del _c_tokens[_c_key]
-            else:
-                _c_held.remove(_c_flight)
-            _c_flight.value = _c_entry
-            if _c_flights.get(_c_key) is _c_flight:
-                del _c_flights[_c_key]
-        if _c_flight.signal is not None:
-            _c_flight.signal.set()
-        return _c_entry
+# The block, in three parts: the two critical sections run under the core's mutex when
+# the core is shared by threads (cachet.sync), and as they are on an event loop's thread
+# (cachet.aio: no other thread touches a core without a backplane, and with one a load
+# never gets past the first section).
+_START = """\
+if not _c_callable(_c_factory):
+    return {miss}
+_c_loading = _c_loading_get()
+if _c_loading is not None:
+    _c_check_reentrant(_c_key)
 """
+_LEAD = """\
+if _c_key in _c_flights or _c_key in _c_data or _c_core.publish is not None:
+    _c_flight = None
+else:
+    _c_flight = _c_Flight(_c_mode, _c_key, None)
+    if _c_stampede:
+        _c_flights[_c_key] = _c_flight
+    if _c_key in _c_tokens:
+        _c_guard.add(_c_flight)
+    else:
+        _c_tokens[_c_key] = _c_flight
+    _c_counts[_c_S_MISS] += 1
+"""
+_LOAD = """\
+if _c_flight is None:
+    return {miss}
+_c_flight.mark = _c_loading_set((_c_ident, _c_key, _c_loading))
+try:
+    _c_value = _c_factory()
+    if _c_is_async and _c_hasattr(_c_value, "__await__"):
+        _c_value = {await_}_c_value
+except BaseException as _c_exc:
+    raise _c_fail(_c_core, _c_flight, _c_exc, _c_is_async)
+_c_loading_reset(_c_flight.mark)
+if _c_flight.stale or _c_value is None or _c_isinstance(_c_value, _c_CacheEntry):
+    return _c_land_other(_c_core, _c_flight, _c_value)
+_c_entry = _c_new(_c_CacheEntry)
+_c_set_value(_c_entry, _c_value)
+_c_set_cached_at(_c_entry, _c_now())
+_c_set_ttl(_c_entry, None)
+try:
+    _c_outcome = _c_insert(_c_key, _c_entry)
+except BaseException as _c_exc:
+    return _c_land_other(_c_core, _c_flight, _c_value, _c_exc)
+if _c_outcome is not _c_ACCEPTED or _c_flight.stale:
+    return _c_land_other(_c_core, _c_flight, _c_value, _c_outcome)
+_c_counts[_c_S_INSERTED] += 1
+"""
+_SETTLE = """\
+if _c_tokens.get(_c_key) is _c_flight:
+    del _c_tokens[_c_key]
+else:
+    _c_guard.discard(_c_flight)
+_c_flight.value = _c_entry
+if _c_flights.get(_c_key) is _c_flight:
+    del _c_flights[_c_key]
+"""
+_END = """\
+if _c_flight.signal is not None:
+    _c_flight.signal.set()
+return _c_entry
+"""
+
+
+def _block(locked: bool) -> str:
+    def section(code: str) -> str:
+        return "with _c_mutex:\n" + textwrap.indent(code, "    ") if locked else code
+
+    return textwrap.indent(_START + section(_LEAD) + _LOAD + section(_SETTLE) + _END, " " * 8)
+
+
+_BLOCKS = {locked: _block(locked) for locked in (True, False)}
 
 
 def straight_loads(core: Core) -> bool:
@@ -110,13 +129,13 @@ def load_block(core: Core, mode: str, is_async: bool) -> tuple[str, dict[str, An
     assert level.inline is not None
     # Without stampede protection the flight is never shared: an empty map stands in.
     flights = core.flights.of(mode) if core.stampede else {}
-    return _BLOCK, {
+    return _BLOCKS[core.threaded], {
         "_c_callable": callable, "_c_hasattr": hasattr, "_c_isinstance": isinstance,
         "_c_loading_get": _LOADING.get, "_c_loading_set": _LOADING.set,
         "_c_loading_reset": _LOADING.reset, "_c_check_reentrant": core.check_reentrant,
         "_c_mutex": core.mutex, "_c_flights": flights, "_c_stampede": core.stampede,
         "_c_data": level.inline[1], "_c_core": core, "_c_Flight": Flight,
-        "_c_tokens": core.guard.tokens, "_c_tokens_get": core.guard.tokens.get,
+        "_c_tokens": core.guard.tokens, "_c_guard": core.guard,
         "_c_S_MISS": STAT_OF_EVENT[a.MISS], "_c_S_INSERTED": STAT_OF_EVENT[a.INSERTED],
         "_c_ident": core.ident, "_c_is_async": is_async, "_c_fail": fail,
         "_c_land_other": land_other, "_c_CacheEntry": CacheEntry, "_c_new": object.__new__,
@@ -190,12 +209,7 @@ def _settle(core: Core, flight: Flight, value: Any, error: BaseException | None)
     wake its waiters."""
     key = flight.key
     with core.mutex:
-        held = core.guard.tokens.get(key)
-        if held is not None and flight in held:
-            if len(held) == 1:
-                del core.guard.tokens[key]
-            else:
-                held.remove(flight)
+        core.guard.discard(flight)
         flight.value = value
         flight.error = error
         flights = core.flights.of(flight.op)
