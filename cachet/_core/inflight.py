@@ -168,14 +168,18 @@ class WriteGuard:
     def supersede(self, key: Hashable) -> None:
         with self._mutex:
             held = self.tokens.get(key)
-            for token in held if type(held) is list else (held,) if held is not None else ():
-                token.stale = True
+            if held is not None:
+                _mark_stale(held)
 
     def supersede_all(self) -> None:
         with self._mutex:
             for held in self.tokens.values():
-                for token in held if type(held) is list else (held,):
-                    token.stale = True
+                _mark_stale(held)
 
     def __len__(self) -> int:
         return len(self.tokens)
+
+
+def _mark_stale(held: WriteToken | list[WriteToken]) -> None:
+    for token in held if isinstance(held, list) else (held,):
+        token.stale = True
