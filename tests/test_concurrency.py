@@ -295,27 +295,32 @@ async def test_write_during_load_is_not_overwritten_by_the_load(frontend, clock,
 
 
 @pytest.mark.parametrize("stampede", [True, False])
-def test_invalidate_between_a_loads_write_and_its_check_undoes_the_write(stampede, load_path) -> None:
-    """The narrowest race of a one-tier load: another thread's invalidate lands after the
-    loaded value is written and before the load looks again. The write is undone."""
+def test_invalidate_racing_a_loads_write_waits_for_its_undo(stampede, load_path) -> None:
+    """The narrowest race of a load: another thread's invalidate lands after the loaded
+    value is written and before the load looks again. The write is undone, and the
+    invalidate returns only after that, so no call after it can see the old value."""
     from cachet.tiers import MemoryTier
 
     tier = MemoryTier(10)
     b = Cache.builder().storage(tier)
     write = tier.insert
+    racer: dict[str, threading.Thread] = {}
 
     def insert_then_race(key, entry):
         outcome = write(key, entry)
         if entry.value == "old":
-            t = threading.Thread(target=cache.invalidate, args=(key,))
-            t.start()
-            t.join()
+            t = racer["t"] = threading.Thread(target=cache.invalidate, args=(key,))
+            t.start()  # it marks the load stale, then waits for this write to be undone
+            wait_until(lambda: tier.get(key) is None, "the invalidate to empty the tier")
+            assert t.is_alive(), "the invalidate returned while an older write was under way"
         return outcome
 
     tier.insert = insert_then_race
     cache = (b.stampede_protection() if stampede else b).build()
     assert cache._core.straight == (load_path == "straight")
     entry = cache.get_or_insert("k", lambda: "old")
+    racer["t"].join(10)
+    assert not racer["t"].is_alive()
     assert entry.value == "old" and entry.cached_at is None  # returned, not stored
     assert cache.get("k") is None
     assert cache.get_or_insert("k", lambda: "new").value == "new"

@@ -21,13 +21,19 @@ _ABANDONED: Any = object()
 
 
 class WriteToken:
-    """Held by a load or promotion while it runs; marked stale by a later write or invalidate."""
+    """Held by a load or promotion while it runs; marked stale by a later write or invalidate.
 
-    __slots__ = ("key", "stale")
+    ``writing`` is set while its holder writes (between its last look at ``stale`` and
+    the undo of a write that lost); an invalidate that finds it set waits on ``done``.
+    """
+
+    __slots__ = ("done", "key", "stale", "writing")
 
     def __init__(self, key: Hashable) -> None:
         self.key = key
         self.stale = False
+        self.writing = False
+        self.done: Any = None
 
 
 class Flight(WriteToken):
@@ -42,6 +48,8 @@ class Flight(WriteToken):
     def __init__(self, op: str, key: Hashable, signal: Any) -> None:
         self.key = key
         self.stale = False
+        self.writing = False
+        self.done = None
         self.op = op
         # A threading.Event or anyio.Event, made by the first waiter (an uncontended call
         # never pays for one) and set by the leader when the call settles.
@@ -165,21 +173,49 @@ class WriteGuard:
             if len(held) == 1:
                 self.tokens[token.key] = held[0]
 
-    def supersede(self, key: Hashable) -> None:
+    def enter_write(self, token: WriteToken) -> bool:
+        """About to write for ``token``: ``False`` if it is already stale (do not write).
+        Marked first, checked second: an invalidate either comes before the check (and
+        nothing is written) or sees the mark (and waits, see :meth:`supersede`)."""
+        token.writing = True
+        if token.stale:
+            self.exit_write(token)
+            return False
+        return True
+
+    def exit_write(self, token: WriteToken) -> None:
+        """The write (and its undo, if it lost) is over: wake the invalidates waiting."""
+        with self._mutex:
+            token.writing = False
+            done, token.done = token.done, None
+        if done is not None:
+            done.set()
+
+    def supersede(self, key: Hashable, make_signal: Callable[[], Any] | None = None) -> list[Any]:
+        """Mark ``key``'s tokens stale. With ``make_signal``, also return a signal for each
+        token in the middle of a write, set when that write (and its undo) is over: an
+        invalidate waits on them so that no older value can land after it returns."""
         with self._mutex:
             held = self.tokens.get(key)
-            if held is not None:
-                _mark_stale(held)
+            return [] if held is None else _mark_stale(held, make_signal)
 
-    def supersede_all(self) -> None:
+    def supersede_all(self, make_signal: Callable[[], Any] | None = None) -> list[Any]:
         with self._mutex:
+            waits: list[Any] = []
             for held in self.tokens.values():
-                _mark_stale(held)
+                waits += _mark_stale(held, make_signal)
+            return waits
 
     def __len__(self) -> int:
         return len(self.tokens)
 
 
-def _mark_stale(held: WriteToken | list[WriteToken]) -> None:
+def _mark_stale(held: WriteToken | list[WriteToken], make_signal: Callable[[], Any] | None) -> list[Any]:
+    waits = []
     for token in held if isinstance(held, list) else (held,):
         token.stale = True
+        if make_signal is not None and token.writing:
+            if token.done is None:
+                token.done = make_signal()
+            waits.append(token.done)
+    return waits

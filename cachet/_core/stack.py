@@ -64,6 +64,8 @@ REJECTED = InsertOutcome.REJECTED
 PLAIN, TRY, OPTIONAL = a.OP_GET_OR_INSERT, a.OP_TRY_GET_OR_INSERT, a.OP_OPTIONALLY_GET_OR_INSERT
 # Operations whose in-flight run an invalidate detaches (it may write the key back).
 READ_OPS = (a.OP_GET, PLAIN, TRY, OPTIONAL)
+# Operations an insert detaches: calls after it see its value (or remove it).
+WRITE_DETACHES = (*READ_OPS, a.OP_INVALIDATE)
 _ALL: Any = object()  # "every key": what _remove clears
 
 REQUEST_ID: ContextVar[int] = ContextVar("cachet_request_id", default=0)
@@ -94,6 +96,7 @@ class Core:
         reporter: Any,
         mutex: AbstractContextManager[Any],
         threaded: bool,
+        make_signal: Callable[[], Any],
         fail_safe: FailSafe | None = None,
         loader_timeouts: tuple[float | None, float | None] = (None, None),
     ) -> None:
@@ -105,6 +108,7 @@ class Core:
         self.reporter = reporter
         self.mutex = mutex
         self.threaded = threaded
+        self.make_signal = make_signal  # threading.Event or anyio.Event: what waits wait on
         self.fail_safe = fail_safe
         # Soft: with a fail-safe value at hand, serve it after this long. Hard: give up.
         self.soft_timeout, self.hard_timeout = loader_timeouts
@@ -351,25 +355,28 @@ class Core:
     ) -> Flow:
         """Promote or refresh: store a fresh-stamped copy; never raises (SPEC §2.3)."""
         copy = level.copy_of(found, source, self.now(), self.random)
-        if copy is None or token.stale:
+        if copy is None or not self.guard.enter_write(token):
             return False
-        if not level.policy.accepts(copy):
-            self.report(level, a.INSERT_REJECTED)
-            return False
-        t0 = _ns() if self.reporter is not None else 0
         try:
-            if level.direct:
-                outcome = level.insert(key, copy)
-            else:
-                outcome = yield Call(level.insert, (key, copy))
-        except Exception:
-            self.report(level, a.INSERT_ERROR, t0)
-            return False
-        if token.stale:  # an invalidate overtook the write: undo it
-            yield from self._evict(level, key)
-            return False
-        self.report(level, a.INSERTED if outcome is ACCEPTED else a.INSERT_REJECTED, t0)
-        return outcome is ACCEPTED
+            if not level.policy.accepts(copy):
+                self.report(level, a.INSERT_REJECTED)
+                return False
+            t0 = _ns() if self.reporter is not None else 0
+            try:
+                if level.direct:
+                    outcome = level.insert(key, copy)
+                else:
+                    outcome = yield Call(level.insert, (key, copy))
+            except Exception:
+                self.report(level, a.INSERT_ERROR, t0)
+                return False
+            if token.stale:  # an invalidate overtook the write: undo it
+                yield from self._evict(level, key)
+                return False
+            self.report(level, a.INSERTED if outcome is ACCEPTED else a.INSERT_REJECTED, t0)
+            return outcome is ACCEPTED
+        finally:
+            self.guard.exit_write(token)
 
     # -- refresh -----------------------------------------------------------------------
 
@@ -384,7 +391,7 @@ class Core:
                     return
                 del self.refresh_backoff[(i, key)]
             self.refreshing.add((i, key))
-        token = self.guard.begin(key)  # an invalidate from now on cancels the refresh's write
+        token = self.begin_load(key)  # an invalidate from now on cancels the refresh's write
         try:
             yield Spawn(self._refresh_flow(key, i, loader, token), self.levels[i].spawner)
         except Exception:
@@ -450,7 +457,7 @@ class Core:
         found = yield from self._walk(key, 0, False, (factory, mode), spare)
         if found is not None:
             return found
-        token = self.guard.begin(key)
+        token = self.begin_load(key)
         mark = _LOADING.set((self.ident, key, _LOADING.get()))
         handed_over = False  # a timed-out load's late flow owns the token
         try:
@@ -495,6 +502,16 @@ class Core:
             if not handed_over:
                 self.guard.end(token)
 
+    def begin_load(self, key: Hashable) -> WriteToken:
+        """The write token of a load (or reload) of ``key``, which starts now. An
+        invalidate already in flight is detached: one called from now on must remove
+        this load's value, so it may not share an invalidate that began before it."""
+        token = WriteToken(key)
+        with self.mutex:
+            self.guard.add(token)
+            self.flights.of(a.OP_INVALIDATE).pop(key, None)
+        return token
+
     def _late_flow(self, key: Hashable, mode: str, token: WriteToken, value: Any,
                    error: BaseException | None) -> Flow:
         """A load that outlived its timeout finished: cache its value (unless an
@@ -510,17 +527,34 @@ class Core:
 
     def insert_flow(self, key: Hashable, value: Any) -> Flow:
         entry = value if isinstance(value, CacheEntry) else CacheEntry(value)
-        self.guard.supersede(key)
+        yield from self._wait(self.guard.supersede(key, self.make_signal))
+        with self.mutex:  # calls from now on see this write: they join nothing older
+            self.flights.detach(key, WRITE_DETACHES)
         outcome, _, error = yield from self._write_all(key, entry, None)
         if error is not None:
             raise error
         return outcome
 
     def _write_all(self, key: Hashable, entry: CacheEntry[Any], token: WriteToken | None) -> Flow:
-        """Stamp, ask each tier's policy, write to the accepting tiers; never raises.
+        """Stamp, ask each tier's policy, write to the accepting tiers; never raises. A
+        write for a ``token`` (a load's or a refresh's) is a write section of the guard.
 
         Returns ``(outcome, stamped entry, first error by tier order)``.
         """
+        if token is None:
+            result = yield from self._write_tiers(key, entry, None)
+        elif not self.guard.enter_write(token):
+            return REJECTED, entry, None
+        else:
+            try:
+                result = yield from self._write_tiers(key, entry, token)
+            finally:
+                self.guard.exit_write(token)
+        if result[0] is ACCEPTED and self.publish is not None:
+            yield from self._publish("insert", key)
+        return result
+
+    def _write_tiers(self, key: Hashable, entry: CacheEntry[Any], token: WriteToken | None) -> Flow:
         stamped = entry.ensure_cached_at(self.now())
         targets: list[Level] = []
         for level in self.levels:
@@ -551,8 +585,6 @@ class Core:
         if token is not None and token.stale:  # lost a race with an invalidate: undo
             yield from self._remove(targets, key)
             return REJECTED, entry, error
-        if outcome is ACCEPTED and self.publish is not None:
-            yield from self._publish("insert", key)
         return outcome, stamped, error
 
     def insert_direct(self, level: Level, key: Hashable, entry: CacheEntry[Any]) -> tuple[InsertOutcome, CacheError | None]:
@@ -650,40 +682,64 @@ class Core:
         return results, durations
 
     def invalidate_flow(self, key: Hashable) -> Flow:
-        with self.mutex:
-            self.flights.detach(key, READ_OPS)
         yield from self._fan(a.INVALIDATED, a.INVALIDATE_ERROR, "invalidate", key)
         if self.publish is not None:
             yield from self._publish("invalidate", key)
 
     def clear_flow(self) -> Flow:
-        with self.mutex:
-            self.flights.detach_all(READ_OPS)
         yield from self._fan(a.CLEARED, a.CLEAR_ERROR, "clear", _ALL)
         if self.publish is not None:
             yield from self._publish("clear", None)
 
-    def _remove(self, levels: list[Level], key: Hashable) -> Flow:
+    def _detach(self, key: Hashable) -> None:
+        """Callers arriving from now on do not join reads begun before (they start afresh)."""
+        with self.mutex:
+            if key is _ALL:
+                self.flights.detach_all(READ_OPS)
+            else:
+                self.flights.detach(key, READ_OPS)
+
+    def _remove(self, levels: list[Level], key: Hashable, wait: bool = False) -> Flow:
         """Invalidate ``key`` (or clear, for ``_ALL``) in ``levels``, so that no read
         racing it can leave the old value behind: mark in-flight copies and loads stale,
         empty the lower tiers, mark again (a read that began meanwhile may have found
         the old value below), then empty the primary tier, last. A promotion into the
         primary either lands before that last step (and is removed) or sees its mark.
-        Returns each level's result and duration, in ``levels`` order."""
-        supersede = self.guard.supersede_all if key is _ALL else partial(self.guard.supersede, key)
+        With ``wait`` (an invalidate or clear of the user's), return only once every
+        write that was under way has finished and undone itself, so that no older value
+        is ever seen after it. Returns each level's result and duration, in ``levels``
+        order."""
+        signal = self.make_signal if wait else None
+        if key is _ALL:
+            supersede = partial(self.guard.supersede_all, signal)
+        else:
+            supersede = partial(self.guard.supersede, key, signal)
         op, args = ("clear", ()) if key is _ALL else ("invalidate", (key,))
-        supersede()
+        waits = supersede()
         lower = [lv for lv in levels if lv.index > 0]
         top = [lv for lv in levels if lv.index == 0]
         results, took = yield from self._each(lower, op, args)
         if top:
-            supersede()
+            waits += supersede()
             top_results, top_took = yield from self._each(top, op, args)
             results, took = top_results + results, top_took + took
+        yield from self._wait(waits)
         return results, took
 
+    def _wait(self, signals: list[Any]) -> Flow:
+        """Wait for each signal (a write racing this one to finish)."""
+        for signal in signals:
+            yield Call(signal.wait, ())
+
     def _fan(self, ok: str, bad: str, op: str, key: Hashable) -> Flow:
-        results, took = yield from self._remove(self.levels, key)
+        """The user's invalidate or clear. Reads in flight are detached at its start and
+        again at its end: one that began meanwhile may have read the old value, and no
+        call after the invalidate may join it."""
+        self._detach(key)
+        try:
+            results, took = yield from self._remove(self.levels, key, wait=True)
+        finally:
+            self._detach(key)
         error = None
         for level, result, ns in zip(self.levels, results, took, strict=True):
             if isinstance(result, BaseException):

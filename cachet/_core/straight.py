@@ -56,6 +56,7 @@ else:
     _c_flight = _c_Flight(_c_mode, _c_key, None)
     if _c_stampede:
         _c_flights[_c_key] = _c_flight
+        _c_invalidates.pop(_c_key, None)  # see Core.begin_load
     if _c_key in _c_tokens:
         _c_guard.add(_c_flight)
     else:
@@ -73,6 +74,7 @@ try:
 except BaseException as _c_exc:
     raise _c_fail(_c_core, _c_flight, _c_exc, _c_is_async)
 _c_loading_reset(_c_flight.mark)
+_c_flight.writing = True  # marked, then checked: see WriteGuard.enter_write
 if _c_flight.stale or _c_value is None or _c_isinstance(_c_value, _c_CacheEntry):
     return _c_land_other(_c_core, _c_flight, _c_value)
 _c_entry = _c_new(_c_CacheEntry)
@@ -93,12 +95,15 @@ if _c_tokens.get(_c_key) is _c_flight:
 else:
     _c_guard.discard(_c_flight)
 _c_flight.value = _c_entry
+_c_flight.writing = False
 if _c_flights.get(_c_key) is _c_flight:
     del _c_flights[_c_key]
 """
 _END = """\
 if _c_flight.signal is not None:
     _c_flight.signal.set()
+if _c_flight.done is not None:
+    _c_flight.done.set()
 return _c_entry
 """
 
@@ -134,6 +139,7 @@ def load_block(core: Core, mode: str, is_async: bool) -> tuple[str, dict[str, An
         "_c_loading_get": _LOADING.get, "_c_loading_set": _LOADING.set,
         "_c_loading_reset": _LOADING.reset, "_c_check_reentrant": core.check_reentrant,
         "_c_mutex": core.mutex, "_c_flights": flights, "_c_stampede": core.stampede,
+        "_c_invalidates": core.flights.of(a.OP_INVALIDATE),
         "_c_data": level.inline[1], "_c_core": core, "_c_Flight": Flight,
         "_c_tokens": core.guard.tokens, "_c_guard": core.guard,
         "_c_S_MISS": STAT_OF_EVENT[a.MISS], "_c_S_INSERTED": STAT_OF_EVENT[a.INSERTED],
@@ -206,14 +212,18 @@ def _store(core: Core, flight: Flight, value: Any, written: Any) -> CacheEntry[A
 
 def _settle(core: Core, flight: Flight, value: Any, error: BaseException | None) -> None:
     """Forget the flight as a write token and as the call to join; record its outcome;
-    wake its waiters."""
+    wake its waiters and the invalidates waiting for its write."""
     key = flight.key
     with core.mutex:
         core.guard.discard(flight)
         flight.value = value
         flight.error = error
+        flight.writing = False
+        done, flight.done = flight.done, None
         flights = core.flights.of(flight.op)
         if flights.get(key) is flight:
             del flights[key]
     if flight.signal is not None:
         flight.signal.set()
+    if done is not None:
+        done.set()

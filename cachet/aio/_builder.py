@@ -52,7 +52,7 @@ class AsyncCacheBuilder(BuilderBase[K, V], Generic[K, V]):
             reporter = Reporter(name, self._handler, self._logs)
         core = Core(levels, self._clock, name=name, stampede=self._stampede,
                     reporter=reporter, fail_safe=self._fail_safe,
-                    loader_timeouts=self._timeouts([]), threaded=False, mutex=threading.Lock())
+                    loader_timeouts=self._timeouts([]), threaded=False, mutex=threading.Lock(), make_signal=anyio.Event)
         for level in levels:
             _listen(core, level)
         self._attach_backplane(core, owned, asynchronous=True)
