@@ -51,8 +51,10 @@ def own_server() -> Iterator[RedisServer]:
 
 @pytest.fixture(params=["straight", "flow"])
 def load_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Loads on a one-tier stack take the straight path (``_core/straight.py``); the
-    behaviour suites run again with it off, so ``load_flow`` meets the same rules."""
+    """Loads on a one-tier stack and gets on a two-tier stack take the straight path
+    (``_core/straight.py``); the behaviour suites run again with it off, so the flows
+    meet the same rules."""
     if request.param == "flow":
         monkeypatch.setattr("cachet._core.straight.straight_loads", lambda core: False)
+        monkeypatch.setattr("cachet._core.straight.straight_gets", lambda core: False)
     return str(request.param)

@@ -295,33 +295,46 @@ async def test_write_during_load_is_not_overwritten_by_the_load(frontend, clock,
 
 
 @pytest.mark.parametrize("stampede", [True, False])
-def test_invalidate_racing_a_loads_write_waits_for_its_undo(stampede, load_path) -> None:
-    """The narrowest race of a load: another thread's invalidate lands after the loaded
-    value is written and before the load looks again. The write is undone, and the
-    invalidate returns only after that, so no call after it can see the old value."""
+@pytest.mark.parametrize("writer", ["load", "promotion"])
+def test_invalidate_racing_a_write_waits_for_its_undo(stampede, writer, load_path) -> None:
+    """The narrowest race of a load (or of a get's promotion from L2): another thread's
+    invalidate lands after the value is written and before the writer looks again. The
+    write is undone, and the invalidate returns only after that, so no call after it can
+    see the old value."""
     from cachet.tiers import MemoryTier
 
     tier = MemoryTier(10)
     b = Cache.builder().storage(tier)
+    l2 = MockTier()
+    if writer == "promotion":
+        l2.data["k"] = CacheEntry("old")
+        b = b.fallback(Cache.builder().storage(l2))
     write = tier.insert
     racer: dict[str, threading.Thread] = {}
 
     def insert_then_race(key, entry):
-        outcome = write(key, entry)
-        if entry.value == "old":
-            t = racer["t"] = threading.Thread(target=cache.invalidate, args=(key,))
-            t.start()  # it marks the load stale, then waits for this write to be undone
-            wait_until(lambda: tier.get(key) is None, "the invalidate to empty the tier")
-            assert t.is_alive(), "the invalidate returned while an older write was under way"
+        if entry.value != "old":
+            return write(key, entry)
+        t = racer["t"] = threading.Thread(target=cache.invalidate, args=(key,))
+        t.start()  # it marks the write stale, empties the tiers, then waits for it
+        wait_until(lambda: "k" not in l2.data if writer == "promotion" else cache._core.guard.tokens["k"].stale,
+                   "the invalidate to mark the write stale")
+        outcome = write(key, entry)  # lands after the invalidate emptied the tier
+        assert t.is_alive(), "the invalidate returned while an older write was under way"
         return outcome
 
     tier.insert = insert_then_race
     cache = (b.stampede_protection() if stampede else b).build()
-    assert cache._core.straight == (load_path == "straight")
-    entry = cache.get_or_insert("k", lambda: "old")
+    if writer == "load":
+        assert cache._core.straight == (load_path == "straight")
+        entry = cache.get_or_insert("k", lambda: "old")
+        assert entry.value == "old" and entry.cached_at is None  # returned, not stored
+    else:
+        assert cache._core.straight_get == (load_path == "straight")
+        assert cache.get("k").value == "old"  # the caller began before the invalidate
+        assert "k" not in l2.data
     racer["t"].join(10)
     assert not racer["t"].is_alive()
-    assert entry.value == "old" and entry.cached_at is None  # returned, not stored
     assert cache.get("k") is None
     assert cache.get_or_insert("k", lambda: "new").value == "new"
     assert len(cache._core.guard) == 0 and len(cache._core.flights) == 0

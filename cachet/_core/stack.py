@@ -128,6 +128,7 @@ class Core:
         self.hit: Callable[[Hashable], CacheEntry[Any] | None] = self.make_hit()
         # Loads may take the straight path (straight.py) instead of load_flow.
         self.straight = straight.straight_loads(self)
+        self.straight_get = straight.straight_gets(self)  # and gets (two tiers)
 
     # -- 1. the hit path ---------------------------------------------------------------
 
@@ -153,6 +154,8 @@ class Core:
         absent = None
         if loader is not None and self.straight:
             absent = straight.load_block(self, loader, is_async)
+        elif loader is None and miss is not None and self.straight_get:
+            absent = straight.get_block(self, is_async)
         return build_hit(top.inline, tier_ttl=top.ttl, ttr=top.ttr, now=self.now,
                          counts=self.counts[0], locked=self.threaded, miss=miss,
                          loader=loader, absent=absent, is_async=is_async)

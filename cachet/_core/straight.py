@@ -1,4 +1,5 @@
-"""Straight-line loads: a loader's whole miss on a one-tier stack, in the hit's frame.
+"""Straight-line paths: a loader's whole miss on a one-tier stack, and a get's read of
+the second tier of a two-tier stack, each in the hit's frame.
 
 A flow (``stack.py``) costs a generator, a driver loop and a frame per step. A load on a
 stack whose only tier is in process has no I/O for the frontend to carry out but the
@@ -17,11 +18,19 @@ out here too. Anything unusual leaves the block:
 
 The rules are those of ``Core.load_flow`` (the behaviour suite runs both paths); the
 flight is the load's write token, so an invalidate racing the load wins here too.
+
+The get (:func:`get_block`) is ``Core.get_flow`` for a stack of an in-process tier over
+any other, telemetry and fail-safe off: lead the read (stampede protection), read the
+second tier (the one I/O, called or awaited), then check its freshness, promote a copy
+into the first tier (a write section of the guard, undone if an invalidate overtook it)
+and settle, written out. A read error or a cancellation goes to :func:`read_failed`.
 """
 
 from __future__ import annotations
 
 import textwrap
+from collections.abc import Hashable
+from types import CoroutineType
 from typing import TYPE_CHECKING, Any
 
 from ..telemetry import attributes as a
@@ -29,7 +38,7 @@ from .entry import _SET_CACHED_AT, _SET_TTL, _SET_VALUE, CacheEntry
 from .errors import LoaderError
 from .inflight import _ABANDONED, _LOADING, Flight
 from .policy import InsertOutcome, InsertPolicy
-from .stats import STAT_OF_EVENT
+from .stats import STAT_OF_EVENT as _STAT
 
 if TYPE_CHECKING:
     from .stack import Core
@@ -38,7 +47,7 @@ _ACCEPTED = InsertOutcome.ACCEPTED
 _UNWRITTEN: Any = object()
 _OPTIONAL, _TRY = a.OP_OPTIONALLY_GET_OR_INSERT, a.OP_TRY_GET_OR_INSERT
 
-# The block, in three parts: the two critical sections run under the core's mutex when
+# The load's block, in parts: the two critical sections run under the core's mutex when
 # the core is shared by threads (cachet.sync), and as they are on an event loop's thread
 # (cachet.aio: no other thread touches a core without a backplane, and with one a load
 # never gets past the first section).
@@ -108,14 +117,157 @@ return _c_entry
 """
 
 
-def _block(locked: bool) -> str:
+def _blocks(start: str, lead: str, middle: str, settle: str, end: str, locked: bool) -> str:
+    """A block of the template: ``lead`` and ``settle`` run under the core's mutex when
+    the core is shared by threads, as they are on an event loop's thread."""
     def section(code: str) -> str:
         return "with _c_mutex:\n" + textwrap.indent(code, "    ") if locked else code
 
-    return textwrap.indent(_START + section(_LEAD) + _LOAD + section(_SETTLE) + _END, " " * 8)
+    return textwrap.indent(start + section(lead) + middle + section(settle) + end, " " * 8)
 
 
-_BLOCKS = {locked: _block(locked) for locked in (True, False)}
+def _common(core: Core, is_async: bool) -> dict[str, Any]:
+    """The names both blocks read."""
+    return {
+        "_c_mutex": core.mutex, "_c_stampede": core.stampede, "_c_core": core,
+        "_c_Flight": Flight, "_c_tokens": core.guard.tokens, "_c_guard": core.guard,
+        "_c_S_MISS": _STAT[a.MISS], "_c_S_INSERTED": _STAT[a.INSERTED],
+        "_c_is_async": is_async, "_c_CacheEntry": CacheEntry, "_c_new": object.__new__,
+        "_c_set_value": _SET_VALUE, "_c_set_cached_at": _SET_CACHED_AT, "_c_set_ttl": _SET_TTL,
+        "_c_insert": core.levels[0].insert, "_c_ACCEPTED": _ACCEPTED,
+    }
+
+
+_GET_START = """\
+if _c_key in _c_flights:
+    _c_flight = None
+else:
+    _c_flight = _c_Flight(_c_op, _c_key, None)
+    if _c_stampede:
+        _c_flights[_c_key] = _c_flight
+    if _c_key in _c_tokens:
+        _c_guard.add(_c_flight)
+    else:
+        _c_tokens[_c_key] = _c_flight
+    _c_counts[_c_S_MISS] += 1
+"""
+_GET_READ = """\
+if _c_flight is None:
+    return {miss}
+try:
+    _c_found = _c_read(_c_key)
+    if _c_is_async and _c_type(_c_found) is _c_Coroutine:
+        _c_found = {await_}_c_found
+    if _c_found is not None:
+        _c_t = _c_now()
+        _c_ttl = _c_found.ttl
+        if _c_ttl is None:
+            _c_ttl = _c_low_ttl
+        _c_at = _c_found.cached_at
+        if _c_ttl is not None and (_c_at is None or _c_at > _c_t or _c_t - _c_at > _c_ttl):
+            _c_low_counts[_c_S_EXPIRED] += 1
+            _c_found = None
+            if _c_low_eager:
+                try:
+                    _c_gone = _c_low_invalidate(_c_key)
+                    if _c_is_async and _c_type(_c_gone) is _c_Coroutine:
+                        {await_}_c_gone
+                except Exception:
+                    _c_low_counts[_c_S_ERROR] += 1
+        else:
+            _c_low_counts[_c_S_HIT] += 1
+    else:
+        _c_low_counts[_c_S_MISS] += 1
+except BaseException as _c_exc:
+    raise _c_read_failed(_c_core, _c_flight, _c_exc, _c_is_async)
+if _c_found is not None:
+    if _c_ttl is None:  # the copy: stamped now, never outliving its source
+        _c_left = None
+    else:
+        _c_left = 0.0 if _c_at is None else _c_ttl - (_c_t - _c_at)
+    if _c_left is None or _c_left > 0:
+        _c_copy = _c_new(_c_CacheEntry)
+        _c_set_value(_c_copy, _c_found.value)
+        _c_set_cached_at(_c_copy, _c_t)
+        _c_set_ttl(_c_copy, _c_top_ttl if _c_left is None else (
+            _c_left if _c_top_ttl is None else min(_c_top_ttl, _c_left)))
+        _c_flight.writing = True  # marked, then checked: see WriteGuard.enter_write
+        if not _c_flight.stale:
+            try:
+                _c_outcome = _c_insert(_c_key, _c_copy)
+            except Exception:
+                _c_outcome = None
+                _c_counts[_c_S_ERROR] += 1
+            if _c_flight.stale:  # an invalidate overtook the write: undo it
+                _c_undo(_c_core, _c_key)
+            elif _c_outcome is _c_ACCEPTED:
+                _c_counts[_c_S_INSERTED] += 1
+            elif _c_outcome is not None:
+                _c_counts[_c_S_REJECTED] += 1
+"""
+_GET_SETTLE = """\
+if _c_tokens.get(_c_key) is _c_flight:
+    del _c_tokens[_c_key]
+else:
+    _c_guard.discard(_c_flight)
+_c_flight.value = _c_found
+_c_flight.writing = False
+if _c_flights.get(_c_key) is _c_flight:
+    del _c_flights[_c_key]
+"""
+_GET_END = """\
+if _c_flight.signal is not None:
+    _c_flight.signal.set()
+if _c_flight.done is not None:
+    _c_flight.done.set()
+return _c_found
+"""
+
+
+def straight_gets(core: Core) -> bool:
+    """Whether ``core``'s get can take the straight path: an in-process tier (with a hit
+    path) over one other, which takes every copy as given (no insert policy, no jitter),
+    no telemetry, no fail-safe."""
+    levels = core.levels
+    return (len(levels) == 2 and levels[0].direct and levels[0].inline is not None
+            and levels[0].policy is InsertPolicy.always() and not core.jitter
+            and core.reporter is None and core.fail_safe is None)
+
+
+def get_block(core: Core, is_async: bool) -> tuple[str, dict[str, Any]]:
+    """The get's block and the names it reads, for ``build_hit(absent=...)``."""
+    top, low = core.levels
+    # A backplane's subscriber thread touches an aio core too (Core.evict_local).
+    locked = core.threaded or core.publish is not None
+    return _blocks("", _GET_START, _GET_READ, _GET_SETTLE, _GET_END, locked), {
+        **_common(core, is_async), "_c_op": a.OP_GET,
+        "_c_flights": core.flights.of(a.OP_GET) if core.stampede else {},
+        "_c_read": low.get, "_c_low_ttl": low.ttl, "_c_low_eager": low.eager,
+        "_c_low_invalidate": low.invalidate, "_c_low_counts": core.counts[1],
+        "_c_top_ttl": top.ttl, "_c_read_failed": read_failed, "_c_undo": _undo,
+        "_c_type": type, "_c_Coroutine": CoroutineType,
+        "_c_S_HIT": _STAT[a.HIT], "_c_S_EXPIRED": _STAT[a.EXPIRED],
+        "_c_S_ERROR": _STAT[a.GET_ERROR], "_c_S_REJECTED": _STAT[a.INSERT_REJECTED],
+    }
+
+
+def read_failed(core: Core, flight: Flight, exc: BaseException, is_async: bool) -> BaseException:
+    """The second tier's read raised ``exc``: count it, settle the read with the
+    ``TierError`` its callers get (returned, for the leader to raise); a cancelled aio
+    leader abandons it instead."""
+    level = core.levels[1]
+    if is_async and not isinstance(exc, Exception):
+        _settle(core, flight, _ABANDONED, None)
+        return exc
+    if isinstance(exc, Exception):
+        core.report(level, a.GET_ERROR)
+        exc = core.tier_error(level, "get", exc)
+    _settle(core, flight, None, exc)
+    return exc
+
+
+def _undo(core: Core, key: Hashable) -> None:
+    core.run_inline(core._remove([core.levels[0]], key))
 
 
 def straight_loads(core: Core) -> bool:
@@ -129,24 +281,18 @@ def straight_loads(core: Core) -> bool:
 
 
 def load_block(core: Core, mode: str, is_async: bool) -> tuple[str, dict[str, Any]]:
-    """The block and the names it reads, for ``build_hit(absent=...)``."""
+    """The loader's block and the names it reads, for ``build_hit(absent=...)``."""
     level = core.levels[0]
     assert level.inline is not None
-    # Without stampede protection the flight is never shared: an empty map stands in.
-    flights = core.flights.of(mode) if core.stampede else {}
-    return _BLOCKS[core.threaded], {
-        "_c_callable": callable, "_c_hasattr": hasattr, "_c_isinstance": isinstance,
-        "_c_loading_get": _LOADING.get, "_c_loading_set": _LOADING.set,
-        "_c_loading_reset": _LOADING.reset, "_c_check_reentrant": core.check_reentrant,
-        "_c_mutex": core.mutex, "_c_flights": flights, "_c_stampede": core.stampede,
-        "_c_invalidates": core.flights.of(a.OP_INVALIDATE),
-        "_c_data": level.inline[1], "_c_core": core, "_c_Flight": Flight,
-        "_c_tokens": core.guard.tokens, "_c_guard": core.guard,
-        "_c_S_MISS": STAT_OF_EVENT[a.MISS], "_c_S_INSERTED": STAT_OF_EVENT[a.INSERTED],
-        "_c_ident": core.ident, "_c_is_async": is_async, "_c_fail": fail,
-        "_c_land_other": land_other, "_c_CacheEntry": CacheEntry, "_c_new": object.__new__,
-        "_c_set_value": _SET_VALUE, "_c_set_cached_at": _SET_CACHED_AT, "_c_set_ttl": _SET_TTL,
-        "_c_insert": level.insert, "_c_ACCEPTED": _ACCEPTED,
+    return _blocks(_START, _LEAD, _LOAD, _SETTLE, _END, core.threaded), {
+        **_common(core, is_async), "_c_callable": callable, "_c_hasattr": hasattr,
+        "_c_isinstance": isinstance, "_c_loading_get": _LOADING.get,
+        "_c_loading_set": _LOADING.set, "_c_loading_reset": _LOADING.reset,
+        "_c_check_reentrant": core.check_reentrant,
+        # Without stampede protection the flight is never shared: an empty map stands in.
+        "_c_flights": core.flights.of(mode) if core.stampede else {},
+        "_c_invalidates": core.flights.of(a.OP_INVALIDATE), "_c_data": level.inline[1],
+        "_c_ident": core.ident, "_c_fail": fail, "_c_land_other": land_other,
     }
 
 
