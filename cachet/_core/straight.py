@@ -192,7 +192,9 @@ if _c_found is not None:
         _c_set_ttl(_c_copy, _c_top_ttl if _c_left is None else (
             _c_left if _c_top_ttl is None else min(_c_top_ttl, _c_left)))
         _c_flight.writing = True  # marked, then checked: see WriteGuard.enter_write
-        if not _c_flight.stale:
+        if _c_accepts is not None and not _c_accepts(_c_copy):
+            _c_counts[_c_S_REJECTED] += 1
+        elif not _c_flight.stale:
             try:
                 _c_outcome = _c_insert(_c_key, _c_copy)
             except Exception:
@@ -226,12 +228,10 @@ return _c_found
 
 def straight_gets(core: Core) -> bool:
     """Whether ``core``'s get can take the straight path: an in-process tier (with a hit
-    path) over one other, which takes every copy as given (no insert policy, no jitter),
-    no telemetry, no fail-safe."""
+    path) over one other, no jitter, no telemetry, no fail-safe."""
     levels = core.levels
     return (len(levels) == 2 and levels[0].direct and levels[0].inline is not None
-            and levels[0].policy is InsertPolicy.always() and not core.jitter
-            and core.reporter is None and core.fail_safe is None)
+            and not core.jitter and core.reporter is None and core.fail_safe is None)
 
 
 def get_block(core: Core, is_async: bool) -> tuple[str, dict[str, Any]]:
@@ -245,6 +245,7 @@ def get_block(core: Core, is_async: bool) -> tuple[str, dict[str, Any]]:
         "_c_read": low.get, "_c_low_ttl": low.ttl, "_c_low_eager": low.eager,
         "_c_low_invalidate": low.invalidate, "_c_low_counts": core.counts[1],
         "_c_top_ttl": top.ttl, "_c_read_failed": read_failed, "_c_undo": _undo,
+        "_c_accepts": None if top.policy is InsertPolicy.always() else top.policy.accepts,
         "_c_type": type, "_c_Coroutine": CoroutineType,
         "_c_S_HIT": _STAT[a.HIT], "_c_S_EXPIRED": _STAT[a.EXPIRED],
         "_c_S_ERROR": _STAT[a.GET_ERROR], "_c_S_REJECTED": _STAT[a.INSERT_REJECTED],
