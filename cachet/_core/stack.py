@@ -533,7 +533,11 @@ class Core:
         yield from self._wait(self.guard.supersede(key, self.make_signal))
         with self.mutex:  # calls from now on see this write: they join nothing older
             self.flights.detach(key, WRITE_DETACHES)
-        outcome, _, error = yield from self._write_all(key, entry, None)
+        try:
+            outcome, _, error = yield from self._write_all(key, entry, None)
+        finally:  # and nothing begun while it was being written, either
+            with self.mutex:
+                self.flights.detach(key, WRITE_DETACHES)
         if error is not None:
             raise error
         return outcome
