@@ -4,14 +4,15 @@ the second tier of a two-tier stack, each in the hit's frame.
 A flow (``stack.py``) costs a generator, a driver loop and a frame per step. A load on a
 stack whose only tier is in process has no I/O for the frontend to carry out but the
 factory itself, so ``Core.make_hit(loader=mode)`` generates the loader method with this
-block in place of its miss (``hitpath.py`` does the generating): lead a flight, call
-(or await) the factory, stamp, store, settle, each step written out, not called. Every
+block in place of its miss (``hitpath.py`` does the generating): lead a flight (or wait
+on the one in flight), call (or await) the factory, stamp, store, settle, each step
+written out, not called. Every
 frame is ~5% of a load, so the bookkeeping of ``Flights`` and ``WriteGuard`` is written
 out here too. Anything unusual leaves the block:
 
-- a flight to join, an entry in the tier (expired or stale), a backplane to tell, a
-  factory that is not callable: the frontend's general loader (``miss``), which runs
-  ``Core.load_flow``;
+- an entry in the tier (expired or stale), a backplane to tell, a factory that is not
+  callable, a leader that was cancelled while we waited: the frontend's general loader
+  (``miss``), which runs ``Core.load_flow``;
 - a factory error or cancellation: :func:`fail`;
 - ``None``, a ``CacheEntry``, a write refused or overtaken by an invalidate:
   :func:`land_other`.
@@ -45,6 +46,7 @@ if TYPE_CHECKING:
 
 _ACCEPTED = InsertOutcome.ACCEPTED
 _UNWRITTEN: Any = object()
+_FLOW: Any = object()  # "leave the straight path"
 _OPTIONAL, _TRY = a.OP_OPTIONALLY_GET_OR_INSERT, a.OP_TRY_GET_OR_INSERT
 
 # The load's block, in parts: the two critical sections run under the core's mutex when
@@ -59,10 +61,18 @@ if _c_loading is not None:
     _c_check_reentrant(_c_key)
 """
 _LEAD = """\
-if _c_key in _c_flights or _c_key in _c_data or _c_core.publish is not None:
-    _c_flight = None
+_c_flight = _c_flights.get(_c_key)
+_c_lead = False
+if _c_flight is not None:  # join the load in flight (Flights.join, written out)
+    if _c_flight.signal is None:
+        _c_flight.signal = _c_make_signal()
+    _c_flight.waiters += 1
+    _c_core.coalesced_waits += 1
+elif _c_key in _c_data or _c_core.publish is not None:
+    _c_flight = _c_FLOW
 else:
     _c_flight = _c_Flight(_c_mode, _c_key, None)
+    _c_lead = True
     if _c_stampede:
         _c_flights[_c_key] = _c_flight
         _c_invalidates.pop(_c_key, None)  # see Core.begin_load
@@ -73,8 +83,13 @@ else:
     _c_counts[_c_S_MISS] += 1
 """
 _LOAD = """\
-if _c_flight is None:
+if _c_flight is _c_FLOW:
     return {miss}
+if not _c_lead:  # a waiter, as in the frontends' _run
+    {await_}_c_flight.signal.wait()
+    if _c_flight.abandoned:  # its leader was cancelled: start over
+        return {miss}
+    return _c_flight.result()
 _c_flight.mark = _c_loading_set((_c_ident, _c_key, _c_loading))
 try:
     _c_value = _c_factory()
@@ -294,6 +309,7 @@ def load_block(core: Core, mode: str, is_async: bool) -> tuple[str, dict[str, An
         "_c_flights": core.flights.of(mode) if core.stampede else {},
         "_c_invalidates": core.flights.of(a.OP_INVALIDATE), "_c_data": level.inline[1],
         "_c_ident": core.ident, "_c_fail": fail, "_c_land_other": land_other,
+        "_c_make_signal": core.make_signal, "_c_FLOW": _FLOW,
     }
 
 
