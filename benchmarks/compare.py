@@ -106,7 +106,7 @@ def child(table: str, quick: bool) -> Any:
     if table == "redis":
         import peers_redis
 
-        rounds, ops = (2, 200) if quick else (9, 1_000)
+        rounds, ops = (2, 200) if quick else (21, 2_000)
         return {"rounds": rounds, "ops": ops, "results": peers_redis.redis_tables(rounds, ops),
                 "settings": peers_redis.REDIS_SETTINGS}
     if table.startswith("memory:"):

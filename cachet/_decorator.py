@@ -112,11 +112,17 @@ class _KeyMaker:
         return exc
 
 
-def _entry_of(ttl: float | None) -> Callable[[Any], CacheEntry[Any]]:
-    # Always wrap, so that a function returning a CacheEntry gets it back unchanged.
+def _entry_of(ttl: float | None) -> Callable[[Any], Any]:
+    """What a load makes of the function's result: the value as it is (wrapped only if
+    it is itself a ``CacheEntry``, so that it comes back unchanged), or an entry with
+    the decorator's ttl."""
     if ttl is None:
-        return CacheEntry
+        return _as_value
     return lambda value: CacheEntry.expires_after(value, ttl)
+
+
+def _as_value(value: Any) -> Any:
+    return CacheEntry(value) if isinstance(value, CacheEntry) else value
 
 
 class CachedCallable(Protocol[P, R_co]):
@@ -183,13 +189,14 @@ class _Base(Generic[P, R]):
             raise self._keys.unhashable(key, exc) from None
         return key
 
-    def _lookup(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Hashable, Any]:
-        """The call's key and its fresh primary-tier entry (or ``None``)."""
+    def _checked_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
+        """The call's key; a ``TypeError`` that says what to do if it is not hashable."""
         key = self._keys(args, kwargs) if kwargs or len(args) != self._nparams else (self._name, *args)
         try:
-            return key, self.cache._hit(key)
+            hash(key)
         except TypeError as exc:
             raise self._keys.unhashable(key, exc) from None
+        return key
 
     def __repr__(self) -> str:
         return f"<cached {self._name} of {self.cache!r}>"
@@ -208,10 +215,9 @@ class CachedFunction(_Base[P, R]):
         return self._slow(args, kwargs)  # replaced by the core's one-frame hit where it can
 
     def _slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        key, entry = self._lookup(args, kwargs)
-        if entry is None:
-            fn, make = self._fn, self._entry
-            entry = self.cache.get_or_insert(key, lambda: make(fn(*args, **kwargs)))
+        key = self._checked_key(args, kwargs)  # get_or_insert looks the key up itself
+        fn, make = self._fn, self._entry
+        entry = self.cache.get_or_insert(key, lambda: make(fn(*args, **kwargs)))
         return entry.value  # type: ignore[no-any-return]
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
@@ -271,14 +277,13 @@ class AsyncCachedFunction(_Base[P, R]):
         return await self._slow(args, kwargs)  # replaced by the core's one-frame hit where it can
 
     async def _slow(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        key, entry = self._lookup(args, kwargs)
-        if entry is None:
-            fn, make = self._fn, self._entry
+        key = self._checked_key(args, kwargs)  # get_or_insert looks the key up itself
+        fn, make = self._fn, self._entry
 
-            async def load() -> CacheEntry[Any]:
-                return make(await fn(*args, **kwargs))
+        async def load() -> Any:
+            return make(await fn(*args, **kwargs))
 
-            entry = await self.cache.get_or_insert(key, load)
+        entry = await self.cache.get_or_insert(key, load)
         return entry.value  # type: ignore[no-any-return]
 
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
