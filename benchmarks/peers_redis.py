@@ -30,6 +30,7 @@ REDIS_SETTINGS = {
     "cashews redis://": "`Cache().setup(url)`, `await get(k)` (unsigned pickle, its default)",
     "aiocache RedisCache": "`RedisCache(endpoint, port)` (JsonSerializer, its default), `await get(k)`",
     "cachet get (L1 never)": "`memory(1000).insert_policy(InsertPolicy.never()).serialize(secret=...).fallback(redis(url))`: every get misses L1, reads Redis, checks the HMAC, unpickles",
+    "cachet get (L1 never, unsigned pickle)": "the same with `.serialize(allow_unsigned_pickle=True)`: the work the peers do (they do not sign)",
     "redis-py GET in a worker thread (floor)": "`trio.to_thread.run_sync(client.get, key)` (redis-py has no trio client)",
 }
 
@@ -74,20 +75,25 @@ def redis_tables(rounds: int, ops: int) -> dict[str, dict[str, float]]:
         url = server.url
         host, port = url.split("//", 1)[1].split("/")[0].split(":")
 
-        def sync_cache() -> Any:
-            below = cachet.Cache.builder().redis(url, namespace="cachet")
-            return (cachet.Cache.builder().memory(1000).insert_policy(InsertPolicy.never())
-                    .serialize(secret=SECRET).fallback(below).build())
+        def sync_cache(signed: bool = True) -> Any:
+            below = cachet.Cache.builder().redis(url, namespace="cachet" if signed else "plain")
+            top = cachet.Cache.builder().memory(1000).insert_policy(InsertPolicy.never())
+            top = top.serialize(secret=SECRET) if signed else top.serialize(allow_unsigned_pickle=True)
+            return top.fallback(below).build()
 
-        def async_cache() -> Any:
-            below = cachet.AsyncCache.builder().redis(url, namespace="cachet")
-            return (cachet.AsyncCache.builder().memory(1000).insert_policy(InsertPolicy.never())
-                    .serialize(secret=SECRET).fallback(below).build())
+        def async_cache(signed: bool = True) -> Any:
+            below = cachet.AsyncCache.builder().redis(url, namespace="cachet" if signed else "plain")
+            top = cachet.AsyncCache.builder().memory(1000).insert_policy(InsertPolicy.never())
+            top = top.serialize(secret=SECRET) if signed else top.serialize(allow_unsigned_pickle=True)
+            return top.fallback(below).build()
 
         # -- sync ------------------------------------------------------------------------
         raw = redis.Redis.from_url(url)
         cc = sync_cache()
         cc.insert(KEY, VALUE)
+        cu = sync_cache(signed=False)
+        cu.insert(KEY, VALUE)
+        _check(cu.get(KEY), "cachet unsigned")
         rkey = next(k for k in raw.keys("cachet*"))
         region = make_region().configure("dogpile.cache.redis", arguments={"url": url}, expiration_time=600)
         region.set(KEY, VALUE)
@@ -102,12 +108,14 @@ def redis_tables(rounds: int, ops: int) -> dict[str, dict[str, float]]:
             ("redis-py GET (floor)", lambda: raw.get(rkey)),
             ("dogpile.cache redis backend", lambda: region.get(KEY)),
             ("cachet get (L1 never)", lambda: cc.get(KEY)),
+            ("cachet get (L1 never, unsigned pickle)", lambda: cu.get(KEY)),
         ]
         _interleave(variants, ops // 4, lambda n, ns: None)
         for _ in range(rounds):
             _interleave(variants, ops, add)
         out["sync"] = {k: statistics.median(v) for k, v in samples.items()}
         cc.close()
+        cu.close()
 
         # -- asyncio ---------------------------------------------------------------------
         async def run_asyncio() -> None:
@@ -116,14 +124,17 @@ def redis_tables(rounds: int, ops: int) -> dict[str, dict[str, float]]:
 
             araw = redis.asyncio.Redis.from_url(url)
             ac = async_cache()
+            au = async_cache(signed=False)
             cw = Cashews()
             cw.setup(url)
             await cw.init()
             await cw.set(KEY, VALUE, expire=600)
             ai = RedisCache(endpoint=host, port=int(port), namespace="aiocache")
             await ai.set(KEY, VALUE, ttl=600)
-            async with ac:
+            async with ac, au:
+                await au.insert(KEY, VALUE)
                 _check(await ac.get(KEY), "cachet")
+                _check(await au.get(KEY), "cachet unsigned")
                 _check(await cw.get(KEY), "cashews")
                 _check(await ai.get(KEY), "aiocache")
                 samples: dict[str, list[int]] = {}
@@ -136,6 +147,7 @@ def redis_tables(rounds: int, ops: int) -> dict[str, dict[str, float]]:
                     ("cashews redis://", lambda: cw.get(KEY)),
                     ("aiocache RedisCache", lambda: ai.get(KEY)),
                     ("cachet get (L1 never)", lambda: ac.get(KEY)),
+                    ("cachet get (L1 never, unsigned pickle)", lambda: au.get(KEY)),
                 ]
                 await _ainterleave(avariants, ops // 4, lambda n, ns: None)
                 for _ in range(rounds):

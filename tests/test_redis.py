@@ -529,3 +529,30 @@ def test_a_redis_tier_signed_by_its_own_builder_builds(server: RedisServer, raw:
         assert raw.get("own-builder:k")  # stored, signed, under its namespace
     finally:
         cache.close()
+
+
+def test_a_record_read_as_a_row_is_the_record_read_as_an_entry() -> None:
+    """``get_row`` (what the boundary reads) agrees with ``get`` on every kind of record,
+    the ones this tier did not write or that are corrupt included."""
+    import struct
+
+    from cachet.tiers._redis import decode_record, decode_row, encode_record
+
+    records = [encode_record(CacheEntry(b"v", at, ttl))
+               for at in (None, 1_000.5) for ttl in (None, 30.0)]
+    good = records[-1]
+    records += [b"", b"x", good[:5], b"\x09" + good[1:],  # short, foreign, truncated, other format
+                good[:1] + b"\x7f" + good[2:]]  # unknown flags
+    header = struct.Struct("<BBdd")  # a corrupt ttl: zero, negative, NaN
+    for bad in (0.0, -1.0, float("nan")):
+        body = bytearray(good)
+        flags = body[1]
+        body[:header.size] = header.pack(body[0], flags, 1.0, bad)
+        records.append(bytes(body))
+    for raw in records:
+        entry = decode_record(raw)
+        row = decode_row(raw)
+        if entry is None:
+            assert row is None, raw
+        else:
+            assert row == (entry.value, entry.cached_at, entry.ttl), raw

@@ -105,6 +105,20 @@ def decode_record(raw: bytes) -> CacheEntry[bytes] | None:
         return None
 
 
+def decode_row(raw: bytes) -> tuple[bytes, float | None, float | None] | None:
+    """:func:`decode_record` as a ``(value, cached_at, ttl)`` tuple (no entry built)."""
+    if len(raw) < _HEADER_SIZE or raw[0] != RECORD_FORMAT:
+        return None
+    _, flags, at, ttl = _HEADER.unpack_from(raw)
+    if flags > (_HAS_AT | _HAS_TTL):
+        return None
+    if not flags & _HAS_TTL:
+        ttl = None
+    elif not ttl > 0:  # a corrupt ttl (<= 0, NaN)
+        return None
+    return raw[_HEADER_SIZE:], at if flags & _HAS_AT else None, ttl
+
+
 def _escape_glob(text: bytes) -> bytes:
     out = bytearray()
     for b in text:
@@ -331,6 +345,14 @@ class SyncRedisTier(RedisTier):
         except _errors() as exc:
             raise self._error("get", exc) from exc
         return None if raw is None else decode_record(raw)
+
+    def get_row(self, key: bytes) -> tuple[bytes, float | None, float | None] | None:
+        """``get`` as a ``(value, cached_at, ttl)`` tuple: the boundary builds one entry, not two."""
+        try:
+            raw = self._get(self._prefix + key)
+        except _errors() as exc:
+            raise self._error("get", exc) from exc
+        return None if raw is None else decode_row(raw)
 
     def insert(self, key: bytes, entry: CacheEntry[bytes]) -> InsertOutcome:
         """Store ``entry`` with a server-side expiry from its effective ttl (one ``SET``)."""
