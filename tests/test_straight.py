@@ -35,6 +35,8 @@ def build(straight: bool, tiers: int, policy: str, eager: bool) -> tuple[Any, Mo
         top = Cache.builder(clock).name("l1").storage(MemoryTier(2, clock=clock, ttl=10)).ttl(10).stampede_protection()
         if policy == "even":  # only even values are stored in L1
             top = top.insert_policy(InsertPolicy.when(lambda e: e.value % 2 == 0))
+        elif policy == "never":
+            top = top.insert_policy(InsertPolicy.never())
         l2 = MockTier()
         if tiers == 2:
             low = (Cache.builder(clock).name("l2").storage(l2).ttl(20)
@@ -70,7 +72,7 @@ def apply(cache: Any, l2: MockTier, clock: ManualClock, op: tuple[Any, ...], n: 
 
 
 @pytest.mark.parametrize("tiers", [1, 2])
-@pytest.mark.parametrize("policy", ["always", "even"])
+@pytest.mark.parametrize("policy", ["always", "even", "never"])
 @pytest.mark.parametrize("eager", [True, False])
 @settings(max_examples=150, deadline=None)
 @given(ops=OPS)

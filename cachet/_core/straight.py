@@ -200,27 +200,32 @@ if _c_found is not None:
         _c_left = None
     else:
         _c_left = 0.0 if _c_at is None else _c_ttl - (_c_t - _c_at)
-    if _c_left is None or _c_left > 0:
-        _c_copy = _c_new(_c_CacheEntry)
-        _c_set_value(_c_copy, _c_found.value)
-        _c_set_cached_at(_c_copy, _c_t)
-        _c_set_ttl(_c_copy, _c_top_ttl if _c_left is None else (
-            _c_left if _c_top_ttl is None else min(_c_top_ttl, _c_left)))
-        _c_flight.writing = True  # marked, then checked: see WriteGuard.enter_write
-        if _c_accepts is not None and not _c_accepts(_c_copy):
+    if (_c_left is None or _c_left > 0) and _c_flight.stale:
+        pass  # an invalidate came first: no copy (flows: enter_write says no)
+    elif _c_left is None or _c_left > 0:
+        if _c_refuses:  # InsertPolicy.never(): nothing to build, nothing to write
             _c_counts[_c_S_REJECTED] += 1
-        elif not _c_flight.stale:
-            try:
-                _c_outcome = _c_insert(_c_key, _c_copy)
-            except Exception:
-                _c_outcome = None
-                _c_counts[_c_S_ERROR] += 1
-            if _c_flight.stale:  # an invalidate overtook the write: undo it
-                _c_undo(_c_core, _c_key)
-            elif _c_outcome is _c_ACCEPTED:
-                _c_counts[_c_S_INSERTED] += 1
-            elif _c_outcome is not None:
+        else:
+            _c_copy = _c_new(_c_CacheEntry)
+            _c_set_value(_c_copy, _c_found.value)
+            _c_set_cached_at(_c_copy, _c_t)
+            _c_set_ttl(_c_copy, _c_top_ttl if _c_left is None else (
+                _c_left if _c_top_ttl is None else min(_c_top_ttl, _c_left)))
+            _c_flight.writing = True  # marked, then checked: see WriteGuard.enter_write
+            if _c_accepts is not None and not _c_accepts(_c_copy):
                 _c_counts[_c_S_REJECTED] += 1
+            elif not _c_flight.stale:
+                try:
+                    _c_outcome = _c_insert(_c_key, _c_copy)
+                except Exception:
+                    _c_outcome = None
+                    _c_counts[_c_S_ERROR] += 1
+                if _c_flight.stale:  # an invalidate overtook the write: undo it
+                    _c_undo(_c_core, _c_key)
+                elif _c_outcome is _c_ACCEPTED:
+                    _c_counts[_c_S_INSERTED] += 1
+                elif _c_outcome is not None:
+                    _c_counts[_c_S_REJECTED] += 1
 """
 _GET_SETTLE = """\
 if _c_tokens.get(_c_key) is _c_flight:
@@ -261,6 +266,7 @@ def get_block(core: Core, is_async: bool) -> tuple[str, dict[str, Any]]:
         "_c_low_invalidate": low.invalidate, "_c_low_counts": core.counts[1],
         "_c_top_ttl": top.ttl, "_c_read_failed": read_failed, "_c_undo": _undo,
         "_c_accepts": None if top.policy is InsertPolicy.always() else top.policy.accepts,
+        "_c_refuses": top.policy is InsertPolicy.never(),
         "_c_type": type, "_c_Coroutine": CoroutineType,
         "_c_S_HIT": _STAT[a.HIT], "_c_S_EXPIRED": _STAT[a.EXPIRED],
         "_c_S_ERROR": _STAT[a.GET_ERROR], "_c_S_REJECTED": _STAT[a.INSERT_REJECTED],
