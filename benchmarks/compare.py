@@ -358,8 +358,12 @@ def verdicts(results: dict[str, Any]) -> list[str]:
             peers = {k: v for k, v in med.items() if "floor" not in k and "cachet" not in k}
             beaten = [k for k, v in peers.items() if v < u]
             signed = f"signed {_ns(c)} ns, unsigned {_ns(u)} ns" if u != c else f"{_ns(c)} ns"
+            if peers:
+                best = min(peers.values())
+                margin = (f"unsigned ahead of every peer (none of them signs) by {100 * (best / u - 1):.1f}%; "
+                          f"signed (the default) {100 * (c / best - 1):+.1f}% against the fastest peer")
             out.append(f"- **Redis L2 hit, {fe}**: cachet {signed}; " +
-                       ("unsigned ahead of every peer (none of them signs)" if not beaten else
+                       (margin if not beaten else
                         "MISSED: behind " + ", ".join(f"{k} ({_ns(med[k])} ns)" for k in beaten))
                        if peers else f"- **Redis L2 hit, {fe}**: cachet {_ns(c)} ns (no peer runs on {fe})")
     if "memory" in results:
