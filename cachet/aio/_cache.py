@@ -87,7 +87,7 @@ class Cache(Generic[K, V]):
         it and after close, the slow paths alone."""
         core = self._core
         self._hit = core.hit if fast else never_hit
-        self.get = core.make_hit(self._get_slow, is_async=True) if fast else self._get_slow  # type: ignore[method-assign, assignment, arg-type]
+        self.get = core.make_hit(self._get_slow, is_async=True) if fast else self._get_slow  # type: ignore[method-assign]
         for name, mode in (("get_or_insert", PLAIN), ("try_get_or_insert", TRY),
                            ("optionally_get_or_insert", OPTIONAL)):
             if fast:

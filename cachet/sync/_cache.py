@@ -44,7 +44,7 @@ class Cache(Generic[K, V]):
         self._hit = core.hit
         # The hit paths of get() and the loaders as one frame each: the core's hit with
         # our slow path as its miss.
-        self.get = core.make_hit(self._get_slow)  # type: ignore[method-assign, assignment, arg-type]
+        self.get = core.make_hit(self._get_slow)  # type: ignore[method-assign]
         self.get_or_insert = core.make_hit(self._load, loader=PLAIN)  # type: ignore[method-assign]
         self.try_get_or_insert = core.make_hit(self._load, loader=TRY)  # type: ignore[method-assign]
         self.optionally_get_or_insert = core.make_hit(self._load, loader=OPTIONAL)  # type: ignore[method-assign]
