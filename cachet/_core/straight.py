@@ -50,9 +50,9 @@ _FLOW: Any = object()  # "leave the straight path"
 _OPTIONAL, _TRY = a.OP_OPTIONALLY_GET_OR_INSERT, a.OP_TRY_GET_OR_INSERT
 
 # The load's block, in parts: the two critical sections run under the core's mutex when
-# the core is shared by threads (cachet.sync), and as they are on an event loop's thread
-# (cachet.aio: no other thread touches a core without a backplane, and with one a load
-# never gets past the first section).
+# the core is shared by threads (cachet.sync, or a backplane's subscriber thread), and as
+# they are on an event loop's thread (cachet.aio without a backplane: no other thread
+# touches the core).
 _START = """\
 if not _c_callable(_c_factory):
     return {miss}
@@ -306,7 +306,8 @@ def load_block(core: Core, mode: str, is_async: bool) -> tuple[str, dict[str, An
     """The loader's block and the names it reads, for ``build_hit(absent=...)``."""
     level = core.levels[0]
     assert level.inline is not None
-    return _blocks(_START, _LEAD, _LOAD, _SETTLE, _END, core.threaded), {
+    locked = core.threaded or core.publish is not None  # as in get_block
+    return _blocks(_START, _LEAD, _LOAD, _SETTLE, _END, locked), {
         **_common(core, is_async), "_c_callable": callable, "_c_hasattr": hasattr,
         "_c_isinstance": isinstance, "_c_loading_get": _LOADING.get,
         "_c_loading_set": _LOADING.set, "_c_loading_reset": _LOADING.reset,
