@@ -212,7 +212,8 @@ class Serializer:
         self.signed = secret is not None
         self._secret = secret
         self._encode: Callable[[Any], bytes] = codec.encode
-        self._decode: Callable[[bytes], Any] = codec.decode
+        # The default codec's decode is pickle.loads itself: call it without the frame.
+        self._decode: Callable[[bytes], Any] = pickle.loads if type(codec) is PickleCodec else codec.decode
         self._header = bytes([FORMAT_VERSION]) + tag + (_HMAC if secret is not None else _CRC)
         self._sign = _hmac_sha256(secret) if secret is not None else None
 
