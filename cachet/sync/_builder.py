@@ -60,13 +60,24 @@ def _adapt(tier: Any, spec: TierSpec) -> tuple[tuple[Any, Any, Any, Any], Any]:
 def _listen(core: Core, level: Any) -> None:
     """Let a tier report what happens inside it: evictions and expiry (the memory tier),
     payloads that failed to decode (the byte boundary; they read as misses)."""
+    from .._core.stats import STAT_OF_EVENT
     from ..telemetry import attributes as a
 
     if hasattr(level.tier, "listener"):
         events = {"eviction": a.EVICTION, "expired": a.EXPIRED}
         # Counted in stats by the lookups that find entries expired; the sweep's removals
         # are events only, so one expired entry counts once.
-        level.tier.listener = lambda event, key: core.report(
-            level, events[event], count=event == "eviction")
+        if core.reporter is None:
+            # Telemetry off: an eviction is one counter (a full L1 evicts on every insert).
+            row, stat = core.counts[level.index], STAT_OF_EVENT[a.EVICTION]
+
+            def count(event: str, key: Any) -> None:
+                if event == "eviction":
+                    row[stat] += 1
+
+            level.tier.listener = count
+        else:
+            level.tier.listener = lambda event, key: core.report(
+                level, events[event], count=event == "eviction")
     if hasattr(level.tier, "on_decode_error"):
         level.tier.on_decode_error = lambda key, exc: core.report(level, a.DECODE_ERROR)
