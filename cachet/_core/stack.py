@@ -631,8 +631,7 @@ class Core:
         """Another process changed ``key``: drop this process's in-process copy (the primary
         tier, when it is in-process) and keep in-flight loads from writing it back."""
         self.guard.supersede(key)
-        with self.mutex:
-            self.flights.detach(key, READ_OPS)
+        self._detach(key)
         top = self.levels[0]
         if top.direct:
             top.invalidate(key)
@@ -640,8 +639,7 @@ class Core:
     def clear_local(self) -> None:
         """Another process cleared the cache (or we lost track of what it did)."""
         self.guard.supersede_all()
-        with self.mutex:
-            self.flights.detach_all(READ_OPS)
+        self._detach(_ALL)
         top = self.levels[0]
         if top.direct:
             top.clear()

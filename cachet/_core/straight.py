@@ -101,24 +101,25 @@ _c_loading_reset(_c_flight.mark)
 _c_flight.writing = True  # marked, then checked: see WriteGuard.enter_write
 if _c_flight.stale or _c_value is None or _c_isinstance(_c_value, _c_CacheEntry):
     return _c_land_other(_c_core, _c_flight, _c_value)
-_c_entry = _c_new(_c_CacheEntry)
-_c_set_value(_c_entry, _c_value)
-_c_set_cached_at(_c_entry, _c_now())
-_c_set_ttl(_c_entry, None)
+_c_result = _c_new(_c_CacheEntry)
+_c_set_value(_c_result, _c_value)
+_c_set_cached_at(_c_result, _c_now())
+_c_set_ttl(_c_result, None)
 try:
-    _c_outcome = _c_insert(_c_key, _c_entry)
+    _c_outcome = _c_insert(_c_key, _c_result)
 except BaseException as _c_exc:
     return _c_land_other(_c_core, _c_flight, _c_value, _c_exc)
 if _c_outcome is not _c_ACCEPTED or _c_flight.stale:
     return _c_land_other(_c_core, _c_flight, _c_value, _c_outcome)
 _c_counts[_c_S_INSERTED] += 1
 """
+# The settle and the end are the same for both blocks: ``_c_result`` is what the caller gets.
 _SETTLE = """\
 if _c_tokens.get(_c_key) is _c_flight:
     del _c_tokens[_c_key]
 else:
     _c_guard.discard(_c_flight)
-_c_flight.value = _c_entry
+_c_flight.value = _c_result
 _c_flight.writing = False
 if _c_flights.get(_c_key) is _c_flight:
     del _c_flights[_c_key]
@@ -128,7 +129,7 @@ if _c_flight.signal is not None:
     _c_flight.signal.set()
 if _c_flight.done is not None:
     _c_flight.done.set()
-return _c_entry
+return _c_result
 """
 
 
@@ -170,18 +171,18 @@ _GET_READ = """\
 if _c_flight is None:
     return {miss}
 try:
-    _c_found = _c_read(_c_key)
-    if _c_is_async and _c_type(_c_found) is _c_Coroutine:
-        _c_found = {await_}_c_found
-    if _c_found is not None:
+    _c_result = _c_read(_c_key)
+    if _c_is_async and _c_type(_c_result) is _c_Coroutine:
+        _c_result = {await_}_c_result
+    if _c_result is not None:
         _c_t = _c_now()
-        _c_ttl = _c_found.ttl
+        _c_ttl = _c_result.ttl
         if _c_ttl is None:
             _c_ttl = _c_low_ttl
-        _c_at = _c_found.cached_at
+        _c_at = _c_result.cached_at
         if _c_ttl is not None and (_c_at is None or _c_at > _c_t or _c_t - _c_at > _c_ttl):
             _c_low_counts[_c_S_EXPIRED] += 1
-            _c_found = None
+            _c_result = None
             if _c_low_eager:
                 try:
                     _c_gone = _c_low_invalidate(_c_key)
@@ -195,7 +196,7 @@ try:
         _c_low_counts[_c_S_MISS] += 1
 except BaseException as _c_exc:
     raise _c_read_failed(_c_core, _c_flight, _c_exc, _c_is_async)
-if _c_found is not None:
+if _c_result is not None:
     if _c_ttl is None:  # the copy: stamped now, never outliving its source
         _c_left = None
     else:
@@ -207,7 +208,7 @@ if _c_found is not None:
             _c_counts[_c_S_REJECTED] += 1
         else:
             _c_copy = _c_new(_c_CacheEntry)
-            _c_set_value(_c_copy, _c_found.value)
+            _c_set_value(_c_copy, _c_result.value)
             _c_set_cached_at(_c_copy, _c_t)
             _c_set_ttl(_c_copy, _c_top_ttl if _c_left is None else (
                 _c_left if _c_top_ttl is None else min(_c_top_ttl, _c_left)))
@@ -227,25 +228,6 @@ if _c_found is not None:
                 elif _c_outcome is not None:
                     _c_counts[_c_S_REJECTED] += 1
 """
-_GET_SETTLE = """\
-if _c_tokens.get(_c_key) is _c_flight:
-    del _c_tokens[_c_key]
-else:
-    _c_guard.discard(_c_flight)
-_c_flight.value = _c_found
-_c_flight.writing = False
-if _c_flights.get(_c_key) is _c_flight:
-    del _c_flights[_c_key]
-"""
-_GET_END = """\
-if _c_flight.signal is not None:
-    _c_flight.signal.set()
-if _c_flight.done is not None:
-    _c_flight.done.set()
-return _c_found
-"""
-
-
 def straight_gets(core: Core) -> bool:
     """Whether ``core``'s get can take the straight path: an in-process tier (with a hit
     path) over one other, no jitter, no telemetry, no fail-safe."""
@@ -259,7 +241,7 @@ def get_block(core: Core, is_async: bool) -> tuple[str, dict[str, Any]]:
     top, low = core.levels
     # A backplane's subscriber thread touches an aio core too (Core.evict_local).
     locked = core.threaded or core.publish is not None
-    return _blocks("", _GET_START, _GET_READ, _GET_SETTLE, _GET_END, locked), {
+    return _blocks("", _GET_START, _GET_READ, _SETTLE, _END, locked), {
         **_common(core, is_async), "_c_op": a.OP_GET,
         "_c_flights": core.flights.of(a.OP_GET) if core.stampede else {},
         "_c_read": low.get, "_c_low_ttl": low.ttl, "_c_low_eager": low.eager,
@@ -361,20 +343,18 @@ def _store(core: Core, flight: Flight, value: Any, written: Any) -> CacheEntry[A
         return value if given else CacheEntry(value)
     entry = value.ensure_cached_at(core.now()) if given else CacheEntry(value, core.now())
     level, key = core.levels[0], flight.key
-    outcome = written
     if written is _UNWRITTEN:
-        try:
-            outcome = level.insert(key, entry)
-        except Exception as exc:
-            outcome = exc
-    if isinstance(outcome, BaseException):
-        if not isinstance(outcome, Exception):
-            raise outcome
+        outcome: Any = core.insert_direct(level, key, entry)[0]
+    elif isinstance(written, BaseException):
+        if not isinstance(written, Exception):
+            raise written
+        outcome = None
         core.report(level, a.INSERT_ERROR)
     else:
+        outcome = written
         core.report(level, a.INSERTED if outcome is _ACCEPTED else a.INSERT_REJECTED)
     if flight.stale:  # an invalidate overtook the write: undo it
-        core.run_inline(core._remove([level], key))
+        _undo(core, key)
     elif outcome is _ACCEPTED:
         return entry
     return value if given else CacheEntry(value)

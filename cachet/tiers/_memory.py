@@ -73,12 +73,10 @@ class MemoryTier:
             self._data = OrderedDict() if bound is not None else {}
         touch = self._touch = self._data.move_to_end if lru else None
         # A subclass that overrides get or insert is called as written: no inline reads
-        # around it, no specialised method over it.
+        # around it, no specialised insert over it.
         mine = type(self).get is MemoryTier.get and type(self).insert is MemoryTier.insert
-        if mine:
-            self.get = self._lru_get if lru else self._locked_get  # type: ignore[method-assign]
-            if max_size is None and not isinstance(self._data, _Reporting):
-                self.insert = self._insert_counted  # type: ignore[method-assign]
+        if mine and max_size is None and not isinstance(self._data, _Reporting):
+            self.insert = self._insert_counted  # type: ignore[method-assign]
         # What the core's hit path reads directly: (lock, mapping, LRU touch or None).
         self.inline: tuple[Any, Any, Any] | None = (self._lock, self._data, touch) if mine else None
 
@@ -91,17 +89,6 @@ class MemoryTier:
             if entry is not None and self._touch is not None:
                 self._touch(key)
             return entry  # type: ignore[no-any-return]
-
-    def _lru_get(self, key: Hashable) -> CacheEntry[Any] | None:
-        with self._lock:
-            entry = self._data.get(key)
-            if entry is not None:
-                self._data.move_to_end(key)
-            return entry  # type: ignore[no-any-return]
-
-    def _locked_get(self, key: Hashable) -> CacheEntry[Any] | None:
-        with self._lock:
-            return self._data.get(key)  # type: ignore[no-any-return]
 
     # -- writes ------------------------------------------------------------------------
 
