@@ -6,6 +6,10 @@ Starts its own ``redis-server`` on a free loopback port. Each round measures, on
 at a time (``perf_counter_ns`` around each call, so both sides pay the same timer):
 
 - floor: redis-py ``GET`` of the very record the cache stores (sync / asyncio client);
+- for reference, the same ``GET`` sent on one of the client's connections directly
+  (``send_command`` + ``read_response``), without ``Redis.get``'s per-command pool
+  checkout, retry wrapper and event hooks: the sync ``RedisTier`` reads this way
+  (``cachet/tiers/_redis_direct.py``);
 - cachet: ``cache.get(key)`` over memory L1 + signed-pickle boundary + Redis L2, where
   L1 misses every time, so each get encodes the key, reads Redis, checks the HMAC,
   unpickles, and offers the copy to L1. Two ways of keeping L1 empty:
@@ -131,8 +135,17 @@ def main() -> None:
         drop = lambda: l1.invalidate(KEY)  # noqa: E731
         tier = never._core.levels[1].tier.inner  # the RedisTier under the boundary
         tkey = KEY.encode()
+        # redis-py's GET minus its per-command plumbing (pool checkout and its select(),
+        # retry wrapper, event hooks): what RedisTier's direct read is built on.
+        conn = raw.connection_pool.get_connection()
+
+        def conn_get() -> Any:
+            conn.send_command("GET", rkey)
+            return conn.read_response()
+
         sync_variants: list[Variant] = [
             ("sync redis-py GET", lambda: raw.get(rkey), None),
+            ("sync redis-py connection GET", conn_get, None),
             ("sync RedisTier.get alone", lambda: tier.get(tkey), None),
             ("sync cachet get (L1 never)", lambda: never.get(KEY), None),
             ("sync cachet get (L1 evict)", lambda: evicting.get(KEY), drop),
@@ -189,6 +202,7 @@ def main() -> None:
 
         never.close()
         evicting.close()
+        raw.connection_pool.release(conn)
         raw.close()
 
     # -- no I/O: the same stack over an in-process byte tier --------------------------

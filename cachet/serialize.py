@@ -322,6 +322,8 @@ def encode_key(key: Any, max_bytes: int = MAX_KEY_BYTES) -> bytes:
 
 
 _SMALL = 2**63
+# A str this short encodes within MAX_KEY_BYTES (at most 4 UTF-8 bytes a character).
+_SHORT_STR = MAX_KEY_BYTES // 4
 
 
 def _encode_part(key: Any) -> bytes:
@@ -439,7 +441,9 @@ class EncodedTier(_EncodedBase):
             self.len = length
 
     def get(self, key: Any) -> CacheEntry[Any] | None:
-        k = encode_key(key)
+        # encode_key's first case, written out: most keys are short str.
+        k = key.encode("utf-8", "surrogatepass") if type(key) is str and len(key) <= _SHORT_STR else (
+            encode_key(key))
         get_row = self._get_row
         if get_row is not None:  # the inner tier can skip building an entry of bytes
             row = get_row(k)

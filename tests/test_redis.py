@@ -556,3 +556,104 @@ def test_a_record_read_as_a_row_is_the_record_read_as_an_entry() -> None:
             assert row is None, raw
         else:
             assert row == (entry.value, entry.cached_at, entry.ttl), raw
+
+
+# -- direct reads (tiers/_redis_direct.py) ---------------------------------------------
+
+
+def test_plain_clients_read_on_their_connections_others_through_the_client(server) -> None:
+    from cachet.tiers._redis_direct import direct_get
+
+    plain = redis.Redis.from_url(server.url)
+    others = [redis.Redis.from_url(server.url, single_connection_client=True),
+              redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(server.url)),
+              type("MyRedis", (redis.Redis,), {})(port=server.port)]
+    try:
+        assert direct_get(plain) is not None
+        assert [direct_get(c) for c in others] == [None, None, None]
+        tier = RedisTier(plain)
+        assert tier._direct is not None
+    finally:
+        for c in [plain, *others]:
+            c.close()
+
+
+@pytest.mark.parametrize("asynchronous", [False, True])
+def test_a_client_that_decodes_replies_is_refused(server, asynchronous) -> None:
+    cls = redis.asyncio.Redis if asynchronous else redis.Redis
+    client = cls.from_url(server.url, decode_responses=True)
+    with pytest.raises(ValueError, match="decode_responses"):
+        RedisTier(client)
+
+
+def test_an_interrupted_read_leaves_no_stray_reply(server, raw, ns) -> None:
+    tier = RedisTier(redis.Redis.from_url(server.url), namespace=ns)
+    try:
+        tier.insert(b"a", CacheEntry(b"A", 1.0))
+        tier.insert(b"b", CacheEntry(b"B", 1.0))
+        assert tier.get(b"a").value == b"A"
+        (conn,) = tier._direct.idle
+        real = conn.read_response
+        conn.read_response = lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt())
+        with pytest.raises(KeyboardInterrupt):  # sent GET a, never read its reply
+            tier.get(b"a")
+        conn.read_response = real
+        # The reply to "GET a" went with the socket: b reads b, and a reads a.
+        assert tier.get(b"b").value == b"B" and tier.get(b"a").value == b"A"
+    finally:
+        tier._client.close()
+
+
+def test_a_forked_child_reads_on_its_own_connections(server, ns) -> None:
+    import os
+
+    tier = RedisTier(redis.Redis.from_url(server.url), namespace=ns)
+    try:
+        for k in (b"parent", b"child"):
+            tier.insert(k, CacheEntry(k, 1.0))
+        assert tier.get(b"parent") is not None  # a connection now idles in the parent
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            ok = all(tier.get(b"child").value == b"child" for _ in range(300))
+            os._exit(0 if ok else 1)
+        ok = all(tier.get(b"parent").value == b"parent" for _ in range(300))
+        _, status = os.waitpid(pid, 0)
+        assert ok and os.waitstatus_to_exitcode(status) == 0
+    finally:
+        tier._client.close()
+
+
+def test_close_hands_the_connections_back_and_reads_go_on(server, raw, ns) -> None:
+    client = redis.Redis.from_url(server.url)
+    tier = RedisTier(client, namespace=ns)
+    try:
+        tier.insert(b"k", CacheEntry(b"v", 1.0))
+        assert tier.get(b"k").value == b"v"
+        assert len(client.connection_pool._in_use_connections) == 1  # held for direct reads
+        tier.close()
+        assert len(client.connection_pool._in_use_connections) == 0
+        assert tier.get(b"k").value == b"v"  # the caller's client still works, through get
+    finally:
+        client.close()
+
+
+def test_a_timeout_on_a_direct_read_is_not_retried(own_server, ns) -> None:
+    import os
+    import signal
+
+    tier = RedisTier.from_url(own_server.url, namespace=ns, socket_timeout=0.5)
+    try:
+        assert tier.get(b"k") is None  # connected: the next GET times out reading its reply
+        os.kill(own_server.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(TierError) as info:
+                tier.get(b"k")
+            elapsed = time.monotonic() - t0
+        finally:
+            os.kill(own_server.pid, signal.SIGCONT)
+        assert isinstance(info.value.__cause__, redis.exceptions.TimeoutError)
+        assert elapsed < 0.9  # one timeout; a retry through the client would take another 0.5 s
+        assert tier.get(b"k") is None  # and the tier reads again once the server answers
+    finally:
+        tier.close()

@@ -29,6 +29,7 @@ and settle, written out. A read error or a cancellation goes to :func:`read_fail
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Hashable
 from types import CoroutineType
@@ -172,24 +173,23 @@ if _c_flight is None:
     return {miss}
 try:
     _c_result = _c_read(_c_key)
-    if _c_is_async and _c_type(_c_result) is _c_Coroutine:
-        _c_result = {await_}_c_result
+    if _c_type(_c_result) is _c_Coroutine:  #[async]
+        _c_result = {await_}_c_result  #[async]
     if _c_result is not None:
         _c_t = _c_now()
         _c_ttl = _c_result.ttl
-        if _c_ttl is None:
-            _c_ttl = _c_low_ttl
+        if _c_ttl is None:  #[low_ttl]
+            _c_ttl = _c_low_ttl  #[low_ttl]
         _c_at = _c_result.cached_at
         if _c_ttl is not None and (_c_at is None or _c_at > _c_t or _c_t - _c_at > _c_ttl):
             _c_low_counts[_c_S_EXPIRED] += 1
             _c_result = None
-            if _c_low_eager:
-                try:
-                    _c_gone = _c_low_invalidate(_c_key)
-                    if _c_is_async and _c_type(_c_gone) is _c_Coroutine:
-                        {await_}_c_gone
-                except Exception:
-                    _c_low_counts[_c_S_ERROR] += 1
+            try:  #[eager]
+                _c_gone = _c_low_invalidate(_c_key)  #[eager]
+                if _c_type(_c_gone) is _c_Coroutine:  #[eager,async]
+                    {await_}_c_gone  #[eager,async]
+            except Exception:  #[eager]
+                _c_low_counts[_c_S_ERROR] += 1  #[eager]
         else:
             _c_low_counts[_c_S_HIT] += 1
     else:
@@ -201,33 +201,48 @@ if _c_result is not None:
         _c_left = None
     else:
         _c_left = 0.0 if _c_at is None else _c_ttl - (_c_t - _c_at)
-    if (_c_left is None or _c_left > 0) and _c_flight.stale:
-        pass  # an invalidate came first: no copy (flows: enter_write says no)
-    elif _c_left is None or _c_left > 0:
-        if _c_refuses:  # InsertPolicy.never(): nothing to build, nothing to write
-            _c_counts[_c_S_REJECTED] += 1
-        else:
-            _c_copy = _c_new(_c_CacheEntry)
-            _c_set_value(_c_copy, _c_result.value)
-            _c_set_cached_at(_c_copy, _c_t)
-            _c_set_ttl(_c_copy, _c_top_ttl if _c_left is None else (
-                _c_left if _c_top_ttl is None else min(_c_top_ttl, _c_left)))
-            _c_flight.writing = True  # marked, then checked: see WriteGuard.enter_write
-            if _c_accepts is not None and not _c_accepts(_c_copy):
-                _c_counts[_c_S_REJECTED] += 1
-            elif not _c_flight.stale:
-                try:
-                    _c_outcome = _c_insert(_c_key, _c_copy)
-                except Exception:
-                    _c_outcome = None
-                    _c_counts[_c_S_ERROR] += 1
-                if _c_flight.stale:  # an invalidate overtook the write: undo it
-                    _c_undo(_c_core, _c_key)
-                elif _c_outcome is _c_ACCEPTED:
-                    _c_counts[_c_S_INSERTED] += 1
-                elif _c_outcome is not None:
-                    _c_counts[_c_S_REJECTED] += 1
+    # An invalidate that came first means no copy (flows: enter_write says no).
+    if (_c_left is None or _c_left > 0) and not _c_flight.stale:
+        _c_counts[_c_S_REJECTED] += 1  #[refuses]
+        _c_copy = _c_new(_c_CacheEntry)  #[!refuses]
+        _c_set_value(_c_copy, _c_result.value)  #[!refuses]
+        _c_set_cached_at(_c_copy, _c_t)  #[!refuses]
+        _c_set_ttl(_c_copy, _c_left)  #[!refuses,!top_ttl]
+        _c_set_ttl(_c_copy, _c_top_ttl if _c_left is None else min(_c_top_ttl, _c_left))  #[!refuses,top_ttl]
+        _c_flight.writing = True  # marked, then checked: see WriteGuard.enter_write  #[!refuses]
+        if not _c_accepts(_c_copy):  #[!refuses,accepts]
+            _c_counts[_c_S_REJECTED] += 1  #[!refuses,accepts]
+        elif not _c_flight.stale:  #[!refuses,accepts]
+        if not _c_flight.stale:  #[!refuses,!accepts]
+            try:  #[!refuses]
+                _c_outcome = _c_insert(_c_key, _c_copy)  #[!refuses]
+            except Exception:  #[!refuses]
+                _c_outcome = None  #[!refuses]
+                _c_counts[_c_S_ERROR] += 1  #[!refuses]
+            if _c_flight.stale:  # an invalidate overtook the write: undo it  #[!refuses]
+                _c_undo(_c_core, _c_key)  #[!refuses]
+            elif _c_outcome is _c_ACCEPTED:  #[!refuses]
+                _c_counts[_c_S_INSERTED] += 1  #[!refuses]
+            elif _c_outcome is not None:  #[!refuses]
+                _c_counts[_c_S_REJECTED] += 1  #[!refuses]
 """
+_TAG = re.compile(r"\s*#\[([!\w,]+)\]$")
+
+
+def _select(code: str, flags: dict[str, bool]) -> str:
+    """``code`` for one build: a line tagged ``#[a,!b]`` stays (untagged) only when flag
+    ``a`` is on and ``b`` off, so what a cache's settings rule out is never run."""
+    lines = []
+    for line in code.splitlines(keepends=True):
+        tag = _TAG.search(line)
+        if tag is not None:
+            if not all(not flags[t[1:]] if t[0] == "!" else flags[t] for t in tag[1].split(",")):
+                continue
+            line = line[:tag.start()] + "\n"
+        lines.append(line)
+    return "".join(lines)
+
+
 def straight_gets(core: Core) -> bool:
     """Whether ``core``'s get can take the straight path: an in-process tier (with a hit
     path) over one other, no jitter, no telemetry, no fail-safe."""
@@ -241,14 +256,18 @@ def get_block(core: Core, is_async: bool) -> tuple[str, dict[str, Any]]:
     top, low = core.levels
     # A backplane's subscriber thread touches an aio core too (Core.evict_local).
     locked = core.threaded or core.publish is not None
-    return _blocks("", _GET_START, _GET_READ, _SETTLE, _END, locked), {
+    read = _select(_GET_READ, {
+        "async": is_async, "low_ttl": low.ttl is not None, "eager": low.eager,
+        "refuses": top.policy is InsertPolicy.never(), "top_ttl": top.ttl is not None,
+        "accepts": top.policy is not InsertPolicy.always(),
+    })
+    return _blocks("", _GET_START, read, _SETTLE, _END, locked), {
         **_common(core, is_async), "_c_op": a.OP_GET,
         "_c_flights": core.flights.of(a.OP_GET) if core.stampede else {},
         "_c_read": low.get, "_c_low_ttl": low.ttl, "_c_low_eager": low.eager,
         "_c_low_invalidate": low.invalidate, "_c_low_counts": core.counts[1],
         "_c_top_ttl": top.ttl, "_c_read_failed": read_failed, "_c_undo": _undo,
-        "_c_accepts": None if top.policy is InsertPolicy.always() else top.policy.accepts,
-        "_c_refuses": top.policy is InsertPolicy.never(),
+        "_c_accepts": top.policy.accepts,
         "_c_type": type, "_c_Coroutine": CoroutineType,
         "_c_S_HIT": _STAT[a.HIT], "_c_S_EXPIRED": _STAT[a.EXPIRED],
         "_c_S_ERROR": _STAT[a.GET_ERROR], "_c_S_REJECTED": _STAT[a.INSERT_REJECTED],

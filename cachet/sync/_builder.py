@@ -76,6 +76,8 @@ def _listen(core: Core, level: Any) -> None:
                     row[stat] += 1
 
             level.tier.listener = count
+            if hasattr(level.tier, "evictions_into"):
+                level.tier.evictions_into = (row, stat)
         else:
             level.tier.listener = lambda event, key: core.report(
                 level, events[event], count=event == "eviction")

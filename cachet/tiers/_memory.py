@@ -61,6 +61,9 @@ class MemoryTier:
         self._next_sweep = float("-inf")
         self._weight = 0.0
         self.listener: Listener | None = None
+        # (row, index): where the common insert counts an eviction instead of calling the
+        # listener (a full L1 evicts on every insert). Set with a listener that counts the same.
+        self.evictions_into: tuple[list[int], int] | None = None
         self._lock = threading.Lock()
         bound = max_entries if max_size is None else max_size
         self._data: Any
@@ -108,8 +111,12 @@ class MemoryTier:
                     evicted = data.popitem(last=False)[0]
         if evicted is _SWEEP:
             return MemoryTier.insert(self, key, entry)
-        if evicted is not _NONE and self.listener is not None:
-            self.listener("eviction", evicted)
+        if evicted is not _NONE:
+            into = self.evictions_into
+            if into is not None:
+                into[0][into[1]] += 1
+            elif self.listener is not None:
+                self.listener("eviction", evicted)
         return _ACCEPTED
 
     def insert(self, key: Hashable, entry: CacheEntry[Any]) -> InsertOutcome:

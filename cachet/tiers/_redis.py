@@ -56,6 +56,8 @@ try:  # redis is an optional dependency: `pip install 'cachet[redis]'`
     import redis.cluster
     from redis.backoff import NoBackoff
     from redis.retry import Retry
+
+    from ._redis_direct import direct_get
 except ImportError:  # pragma: no cover - exercised only without the extra
     redis = None  # type: ignore[assignment]
 
@@ -140,6 +142,16 @@ def _is_cluster(client: Any) -> bool:
     )
 
 
+def _check_decoding(client: Any) -> None:
+    """Refuse a client that decodes replies to str: the tier stores and reads bytes."""
+    encoder = getattr(client, "get_encoder", None)
+    if encoder is not None and getattr(encoder(), "decode_responses", False):
+        raise ValueError(
+            "RedisTier needs a client that returns bytes: create it without "
+            "decode_responses=True (cachet decodes values itself)"
+        )
+
+
 def _require_redis() -> None:
     if redis is None:
         raise ImportError("RedisTier needs redis-py: pip install 'cachet[redis]'")
@@ -187,14 +199,14 @@ class RedisTier:
     """
 
     network = True
-
-    def close(self) -> None:
-        """Close the clients this tier created (each kind of Redis tier knows which)."""
-        raise NotImplementedError
     """A tier shared over the network: unsigned pickles are refused above it."""
 
     bytes_only = True
     """Stores bytes only: with no ``.serialize()`` above, the builder adds the default codec."""
+
+    def close(self) -> None:
+        """Close the clients this tier created (each kind of Redis tier knows which)."""
+        raise NotImplementedError
 
     def __new__(cls, client: Any = None, *args: Any, **kwargs: Any) -> RedisTier:
         if cls is RedisTier:
@@ -329,8 +341,10 @@ class SyncRedisTier(RedisTier):
         super().__init__(client, **kw)
         if _is_async_client(client):
             raise TypeError("SyncRedisTier needs a blocking client; use RedisTier(client) for redis.asyncio")
+        _check_decoding(client)
         self._cluster = _is_cluster(client)
-        self._get = client.get
+        self._direct = direct_get(client)
+        self._get = client.get if self._direct is None else self._direct
         self._set = client.set
 
     @property
@@ -421,6 +435,10 @@ class SyncRedisTier(RedisTier):
 
     def close(self) -> None:
         """Close the client if this tier created it (``from_url``)."""
+        direct, self._direct = self._direct, None
+        if direct is not None:  # later reads (a user's client outlives us) take client.get
+            self._get = self._client.get
+            direct.close()
         if self._owns:
             self._owns = False
             self._client.close()
@@ -467,6 +485,7 @@ class AsyncRedisTier(RedisTier):
     # -- choosing the path -------------------------------------------------------------
 
     def _bind_async(self, client: Any, owned: bool) -> None:
+        _check_decoding(client)
         self._client = client
         self._owns_async = owned
         self._cluster = _is_cluster(client)
