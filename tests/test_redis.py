@@ -657,3 +657,67 @@ def test_a_timeout_on_a_direct_read_is_not_retried(own_server, ns) -> None:
         assert tier.get(b"k") is None  # and the tier reads again once the server answers
     finally:
         tier.close()
+
+
+def test_asyncio_plain_clients_read_on_their_connections(server) -> None:
+    import asyncio
+
+    asyncio.run(_asyncio_plain_clients(server))
+
+
+async def _asyncio_plain_clients(server: RedisServer) -> None:
+    from cachet.tiers._redis_direct import direct_get_async
+
+    plain = redis.asyncio.Redis.from_url(server.url)
+    single = redis.asyncio.Redis.from_url(server.url, single_connection_client=True)
+    try:
+        assert direct_get_async(plain) is not None and direct_get_async(single) is None
+        assert RedisTier(plain)._adirect is not None
+    finally:
+        await plain.aclose()
+        await single.aclose()
+
+
+def test_asyncio_a_read_cancelled_mid_flight_leaves_no_stray_reply(own_server, ns) -> None:
+    import asyncio
+
+    asyncio.run(_asyncio_cancelled_read(own_server, ns))
+
+
+async def _asyncio_cancelled_read(own_server: RedisServer, ns: str) -> None:
+    import asyncio
+    import os
+    import signal
+
+    client = redis.asyncio.Redis.from_url(own_server.url)
+    tier = RedisTier(client, namespace=ns)
+    try:
+        await tier.insert(b"a", CacheEntry(b"A", 1.0))
+        await tier.insert(b"b", CacheEntry(b"B", 1.0))
+        assert (await tier.get(b"a")).value == b"A"
+        (conn,) = tier._adirect.idle
+        sent = asyncio.Event()
+        real_send = conn.send_command
+
+        async def send_then_tell(*args: Any, **kw: Any) -> None:
+            await real_send(*args, **kw)
+            sent.set()
+
+        conn.send_command = send_then_tell
+        os.kill(own_server.pid, signal.SIGSTOP)  # the reply to "GET a" waits in the server
+        try:
+            task = asyncio.ensure_future(tier.get(b"a"))
+            await sent.wait()
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            os.kill(own_server.pid, signal.SIGCONT)
+        conn.send_command = real_send
+        # That reply went with the socket: b reads b, and a reads a.
+        assert (await tier.get(b"b")).value == b"B" and (await tier.get(b"a")).value == b"A"
+        await tier.aclose()
+        assert len(client.connection_pool._in_use_connections) == 0  # handed back
+        assert (await tier.get(b"b")).value == b"B"  # the caller's client still works
+    finally:
+        await client.aclose()

@@ -57,7 +57,7 @@ try:  # redis is an optional dependency: `pip install 'cachet[redis]'`
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    from ._redis_direct import direct_get
+    from ._redis_direct import direct_get, direct_get_async
 except ImportError:  # pragma: no cover - exercised only without the extra
     redis = None  # type: ignore[assignment]
 
@@ -474,6 +474,7 @@ class AsyncRedisTier(RedisTier):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._aget: Any = None
         self._aset: Any = None
+        self._adirect: Any = None
         if client is not None:
             self._bind_async(client, owned=False)
 
@@ -489,7 +490,8 @@ class AsyncRedisTier(RedisTier):
         self._client = client
         self._owns_async = owned
         self._cluster = _is_cluster(client)
-        self._aget = client.get
+        self._adirect = direct_get_async(client)
+        self._aget = client.get if self._adirect is None else self._adirect
         self._aset = client.set
 
     def _async_client(self, loop: asyncio.AbstractEventLoop) -> Any:
@@ -636,6 +638,15 @@ class AsyncRedisTier(RedisTier):
         sync, self._sync = self._sync, None
         if sync is not None:
             sync.close()
+        adirect, self._adirect = self._adirect, None
+        if adirect is not None and self._client is not None:
+            self._aget = self._client.get
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # not on asyncio: the pool's own close takes the connections
+            else:
+                await adirect.aclose()
         if self._owns_async and self._client is not None:
             client, self._client = self._client, None
             self._owns_async = False

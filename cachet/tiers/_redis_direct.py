@@ -21,7 +21,10 @@ What it keeps of redis-py's guarantees, and how:
 
 Only a plain ``redis.Redis`` over a plain ``ConnectionPool`` qualifies (:func:`direct_get`):
 cluster, sentinel and single-connection clients, subclasses and client-side caching
-go through ``client.get``.
+go through ``client.get``. :class:`AsyncDirectGet` does the same for ``redis.asyncio``
+(~15 µs of a ~95 µs ``GET`` here); there redis-py's connection itself disconnects when
+a send or read is interrupted, cancellation included, so the stack only has to hand the
+connection back and retry a dropped one.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from collections import deque
 from typing import Any
 
 import redis
+import redis.asyncio
 
 _live: weakref.WeakSet[DirectGet] = weakref.WeakSet()
 
@@ -86,13 +90,59 @@ class DirectGet:
             self.pool.release(conn)
 
 
+class AsyncDirectGet:
+    """:class:`DirectGet` for a ``redis.asyncio`` client (one event loop's connections)."""
+
+    __slots__ = ("client", "idle", "pool")
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self.pool: Any = client.connection_pool
+        self.idle: list[Any] = []  # one loop's thread touches it: a list will do
+
+    async def __call__(self, key: bytes) -> Any:
+        """The raw value under ``key`` (``None`` if absent); redis-py's errors propagate."""
+        idle = self.idle
+        conn = idle.pop() if idle else await self.pool.get_connection()
+        try:
+            await conn.send_command("GET", key)
+            raw = await conn.read_response()
+        except BaseException as exc:
+            idle.append(conn)  # redis-py disconnected it: it reconnects on its next use
+            if isinstance(exc, redis.exceptions.ConnectionError):  # (not a TimeoutError)
+                return await self.client.get(key)
+            raise
+        idle.append(conn)
+        return raw
+
+    async def aclose(self) -> None:
+        """Hand the idle connections back to the pool."""
+        idle, self.idle = self.idle, []
+        for conn in idle:
+            await self.pool.release(conn)
+
+
+def _plain(client: Any, client_type: type, pool_type: type) -> bool:
+    pool = getattr(client, "connection_pool", None)
+    return not (
+        type(client) is not client_type or type(pool) is not pool_type
+        or getattr(client, "single_connection_client", False)
+        or getattr(client, "connection", None) is not None
+        or getattr(pool, "cache", None) is not None
+        or pool.connection_kwargs.get("cache") is not None
+        or pool.connection_kwargs.get("decode_responses"))
+
+
+def direct_get_async(client: Any) -> AsyncDirectGet | None:
+    """An :class:`AsyncDirectGet` for ``client``, or ``None`` (see :func:`direct_get`)."""
+    if not _plain(client, redis.asyncio.Redis, redis.asyncio.ConnectionPool):
+        return None
+    return AsyncDirectGet(client)
+
+
 def direct_get(client: Any) -> DirectGet | None:
     """A :class:`DirectGet` for ``client``, or ``None`` when it must go through ``client.get``."""
-    pool = getattr(client, "connection_pool", None)
-    if (type(client) is not redis.Redis or type(pool) is not redis.ConnectionPool
-            or getattr(client, "connection", None) is not None  # single_connection_client
-            or getattr(pool, "cache", None) is not None
-            or pool.connection_kwargs.get("cache") is not None
-            or pool.connection_kwargs.get("decode_responses")):
+    if not _plain(client, redis.Redis, redis.ConnectionPool):
         return None
     return DirectGet(client)
+
