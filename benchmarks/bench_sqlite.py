@@ -11,6 +11,9 @@ Reports the median ns per operation of:
   SQLite L2 (key encoding, the fallback walk, decoding and promotion into L1 included;
   keys cycle, so each get evicts the previous promotion);
 
+- ``hand-written minimum``: the least an L2 hit must do, written inline: the ``SELECT``,
+  the payload's CRC check, unpickling, one ``CacheEntry``, one store into a dict (no
+  lock, flight, stats, expiry check or bounded L1): how much of the target is left for those;
 - ``encoded.get``: the boundary's wrapper over the SQLite tier (key encoding + decoding);
 - ``cache.get over memory L2``: the same cache shape with a plain memory L2 and no
   boundary: what the core's miss-walk-promote path costs on its own;
@@ -23,15 +26,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
+import struct
 import sys
 import tempfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _timing import interleaved, per_call_ns, table
 
-from cachet import Cache
+from cachet import Cache, CacheEntry
 from cachet.serialize import JsonCodec, PickleCodec, Serializer, encode_key
 from cachet.tiers import MemoryTier
 from cachet.tiers._sqlite import _GET
@@ -83,6 +89,21 @@ def main() -> None:
             def select(k: object) -> object:
                 return conn.execute(_GET, (ns, k)).fetchone()
 
+            crc_of = struct.Struct(">I").unpack_from
+            floor_l1: dict[object, object] = {}
+
+            def minimum(key: str) -> object:
+                row = conn.execute(_GET, (ns, key.encode())).fetchone()
+                payload = row[0]
+                body = payload[7:]
+                if zlib.crc32(body) != crc_of(payload, 3)[0]:
+                    raise AssertionError("corrupt payload")
+                entry = CacheEntry(pickle.loads(body), row[1], row[2])
+                floor_l1.clear()
+                floor_l1[key] = entry
+                return entry
+
+            assert minimum(keys[0]).value == value  # type: ignore[attr-defined]
             mem_l2 = MemoryTier()
             mem_cache: Cache[str, object] = (
                 Cache.builder().memory(1).fallback(Cache.builder().storage(mem_l2)).build()
@@ -93,6 +114,7 @@ def main() -> None:
             results = interleaved({
                 "select": cycler(bkeys, select),  # type: ignore[arg-type]
                 "tier.get": cycler(bkeys, tier.get),  # type: ignore[arg-type]
+                "hand-written minimum": cycler(keys, minimum),  # type: ignore[arg-type]
                 "encoded.get": cycler(keys, l2.get),  # type: ignore[arg-type]
                 "cache.get (L2 hit)": cycler(keys, cache.get),  # type: ignore[arg-type]
                 "cache.get over memory L2": cycler(keys, mem_cache.get),  # type: ignore[arg-type]

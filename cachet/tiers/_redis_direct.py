@@ -122,8 +122,8 @@ class AsyncDirectGet:
             await self.pool.release(conn)
 
 
-def _plain(client: Any, client_type: type, pool_type: type) -> bool:
-    pool = getattr(client, "connection_pool", None)
+def _plain(client: Any, client_type: Any, pool_type: Any) -> bool:
+    pool: Any = getattr(client, "connection_pool", None)
     return not (
         type(client) is not client_type or type(pool) is not pool_type
         or getattr(client, "single_connection_client", False)
