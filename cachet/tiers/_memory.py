@@ -99,16 +99,21 @@ class MemoryTier:
         """``insert`` for a mapping bounded by entry count (or not at all): the common
         case, without :meth:`insert`'s event list; a sweep that is due goes that way."""
         evicted: Any = _NONE
-        with self._lock:
+        lock = self._lock
+        lock.acquire()  # not ``with``: half its cost on CPython 3.11, on every promotion
+        try:
             if self._now is not None and self._now() >= self._next_sweep:
                 evicted = _SWEEP
             else:
                 data = self._data
-                if key in data and self.max_entries is not None:
+                bound = self.max_entries
+                if bound is not None and key in data:
                     data.move_to_end(key)
                 data[key] = entry
-                if self.max_entries is not None and len(data) > self.max_entries:
+                if bound is not None and len(data) > bound:
                     evicted = data.popitem(last=False)[0]
+        finally:
+            lock.release()
         if evicted is _SWEEP:
             return MemoryTier.insert(self, key, entry)
         if evicted is not _NONE:
