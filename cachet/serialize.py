@@ -398,6 +398,16 @@ class _EncodedBase:
         self._dumps = serializer.dumps
         self._loads = serializer.loads
 
+    def _from_row(self, key: bytes, row: tuple[Any, float | None, float | None]) -> CacheEntry[Any] | None:
+        """The entry for a byte tier's ``get_row`` result (one entry built, not two)."""
+        payload, cached_at, ttl = row
+        try:
+            value = self._loads(payload)
+        except Exception as exc:  # DecodeError, or anything a broken byte tier handed back
+            self._failed(key, exc)
+            return None
+        return CacheEntry(value, cached_at, ttl)
+
     def _decoded(self, key: bytes, stored: CacheEntry[Any]) -> CacheEntry[Any] | None:
         try:
             value = self._loads(stored.value)
@@ -447,15 +457,7 @@ class EncodedTier(_EncodedBase):
         get_row = self._get_row
         if get_row is not None:  # the inner tier can skip building an entry of bytes
             row = get_row(k)
-            if row is None:
-                return None
-            payload, cached_at, ttl = row
-            try:
-                value = self._loads(payload)
-            except Exception as exc:
-                self._failed(k, exc)
-                return None
-            return CacheEntry(value, cached_at, ttl)
+            return None if row is None else self._from_row(k, row)
         stored = self.inner.get(k)
         if stored is None:
             return None
@@ -476,16 +478,23 @@ class EncodedTier(_EncodedBase):
 class AsyncEncodedTier(_EncodedBase):
     """As :class:`EncodedTier`, over an async byte tier (coroutine methods)."""
 
-    __slots__ = ("len",)
+    __slots__ = ("_get_row", "len")
 
     def __init__(self, inner: Any, serializer: Serializer, *, name: str = "tier") -> None:
         super().__init__(inner, serializer, name=name)
+        get_row = getattr(inner, "get_row", None)
+        self._get_row: Callable[[bytes], Any] | None = (
+            get_row if inspect.iscoroutinefunction(get_row) else None)
         length = getattr(inner, "len", None)
         if length is not None:
             self.len = length
 
     async def get(self, key: Any) -> CacheEntry[Any] | None:
-        k = encode_key(key)
+        k = key.encode("utf-8", "surrogatepass") if type(key) is str and len(key) <= _SHORT_STR else (
+            encode_key(key))
+        if self._get_row is not None:  # as EncodedTier.get
+            row = await self._get_row(k)
+            return None if row is None else self._from_row(k, row)
         stored = await self.inner.get(k)
         if stored is None:
             return None

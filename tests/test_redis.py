@@ -721,3 +721,21 @@ async def _asyncio_cancelled_read(own_server: RedisServer, ns: str) -> None:
         assert (await tier.get(b"b")).value == b"B"  # the caller's client still works
     finally:
         await client.aclose()
+
+
+def test_direct_reads_leave_most_of_a_bounded_pool_free(server, ns) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    client = redis.Redis.from_url(server.url, max_connections=8)  # reads may hold 2
+    tier = RedisTier(client, namespace=ns)
+    try:
+        tier.insert(b"k", CacheEntry(b"v", 1.0))
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: tier.get(b"k").value, range(400)))
+        assert results == [b"v"] * 400
+        assert tier._direct.held <= 2 and len(client.connection_pool._in_use_connections) <= 2
+        for i in range(6):  # the rest of the pool is free for everything else
+            client.set(f"{ns}:other{i}", b"x")
+    finally:
+        tier.close()
+        client.close()

@@ -552,13 +552,18 @@ class AsyncRedisTier(RedisTier):
 
     async def get(self, key: bytes) -> CacheEntry[bytes] | None:
         """The entry stored under ``key``, or ``None`` (absent, or not written by this tier)."""
+        row = await self.get_row(key)
+        return None if row is None else CacheEntry(*row)
+
+    async def get_row(self, key: bytes) -> tuple[bytes, float | None, float | None] | None:
+        """``get`` as a ``(value, cached_at, ttl)`` tuple: the boundary builds one entry, not two."""
         if self._loop_or_none() is None:
-            return await self._in_thread("get", key)  # type: ignore[no-any-return]
+            return await self._in_thread("get_row", key)  # type: ignore[no-any-return]
         try:
             raw = await self._aget(self._prefix + key)
         except _errors() as exc:
             raise self._error("get", exc) from exc
-        return None if raw is None else decode_record(raw)
+        return None if raw is None else decode_row(raw)
 
     async def insert(self, key: bytes, entry: CacheEntry[bytes]) -> InsertOutcome:
         """Store ``entry`` with a server-side expiry from its effective ttl (one ``SET``)."""

@@ -17,7 +17,10 @@ What it keeps of redis-py's guarantees, and how:
   ``GET``; a timeout is not retried (an outage surfaces within one timeout);
 - a forked child never reads from its parent's sockets (the stack is emptied after
   ``fork``);
-- ``close()`` hands the connections back to the pool.
+- ``close()`` hands the connections back to the pool;
+- most of a bounded pool stays free for everything else: at most a quarter of its
+  ``max_connections`` are held for reads, and a read that finds none idle beyond that
+  goes through ``client.get``.
 
 Only a plain ``redis.Redis`` over a plain ``ConnectionPool`` qualifies (:func:`direct_get`):
 cluster, sentinel and single-connection clients, subclasses and client-side caching
@@ -30,6 +33,7 @@ connection back and retry a dropped one.
 from __future__ import annotations
 
 import os
+import threading
 import weakref
 from collections import deque
 from typing import Any
@@ -52,12 +56,15 @@ if hasattr(os, "register_at_fork"):
 class DirectGet:
     """``GET`` on connections checked out of ``client``'s pool (see the module notes)."""
 
-    __slots__ = ("__weakref__", "client", "idle", "pool")
+    __slots__ = ("__weakref__", "cap", "client", "held", "idle", "lock", "pool")
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self.pool: Any = client.connection_pool
         self.idle: deque[Any] = deque()  # checked out, not in use: pop/append are atomic
+        self.cap = _cap(self.pool)
+        self.held = 0  # connections checked out for reads (idle or in use)
+        self.lock = threading.Lock()  # guards held (taken only to check one out)
         _live.add(self)
 
     def __call__(self, key: bytes) -> Any:
@@ -66,7 +73,9 @@ class DirectGet:
         try:
             conn = idle.pop()
         except IndexError:
-            conn = self.pool.get_connection()
+            conn = self._checkout()
+            if conn is None:  # as many held as this pool can spare
+                return self.client.get(key)
         try:
             conn.send_command("GET", key)
             raw = conn.read_response()
@@ -79,6 +88,18 @@ class DirectGet:
         idle.append(conn)
         return raw
 
+    def _checkout(self) -> Any:
+        with self.lock:
+            if self.held >= self.cap:
+                return None
+            self.held += 1
+        try:
+            return self.pool.get_connection()
+        except BaseException:
+            with self.lock:
+                self.held -= 1
+            raise
+
     def close(self) -> None:
         """Hand the idle connections back to the pool."""
         idle = self.idle
@@ -87,23 +108,37 @@ class DirectGet:
                 conn = idle.pop()
             except IndexError:
                 break
+            with self.lock:
+                self.held -= 1
             self.pool.release(conn)
 
 
 class AsyncDirectGet:
     """:class:`DirectGet` for a ``redis.asyncio`` client (one event loop's connections)."""
 
-    __slots__ = ("client", "idle", "pool")
+    __slots__ = ("cap", "client", "held", "idle", "pool")
 
     def __init__(self, client: Any) -> None:
         self.client = client
         self.pool: Any = client.connection_pool
         self.idle: list[Any] = []  # one loop's thread touches it: a list will do
+        self.cap = _cap(self.pool)
+        self.held = 0
 
     async def __call__(self, key: bytes) -> Any:
         """The raw value under ``key`` (``None`` if absent); redis-py's errors propagate."""
         idle = self.idle
-        conn = idle.pop() if idle else await self.pool.get_connection()
+        if idle:
+            conn = idle.pop()
+        elif self.held >= self.cap:  # as many held as this pool can spare
+            return await self.client.get(key)
+        else:
+            self.held += 1
+            try:
+                conn = await self.pool.get_connection()
+            except BaseException:
+                self.held -= 1
+                raise
         try:
             await conn.send_command("GET", key)
             raw = await conn.read_response()
@@ -118,8 +153,14 @@ class AsyncDirectGet:
     async def aclose(self) -> None:
         """Hand the idle connections back to the pool."""
         idle, self.idle = self.idle, []
+        self.held -= len(idle)
         for conn in idle:
             await self.pool.release(conn)
+
+
+def _cap(pool: Any) -> int:
+    """How many of ``pool``'s connections reads may hold: a quarter (at least one)."""
+    return max(1, int(pool.max_connections) // 4)
 
 
 def _plain(client: Any, client_type: Any, pool_type: Any) -> bool:
