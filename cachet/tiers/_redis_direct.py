@@ -10,11 +10,13 @@ checked out, one per thread at a time, and sends ``GET`` on them directly.
 
 What it keeps of redis-py's guarantees, and how:
 
+- the client's retry policy applies as it does to ``client.get``: the read runs under
+  the connection's own ``Retry`` (the client's), which disconnects on each retried
+  error, so a connection dropped under us (a restarted server) reconnects, and what the
+  policy does not retry (a timeout, with the clients ``RedisTier.from_url`` makes)
+  surfaces at once;
 - a connection never carries a stray reply into the next read: any exception between
   sending and reading disconnects it (it reconnects on its next use);
-- a connection dropped under us (a restarted server) is retried through
-  ``client.get``, so the client's own retry policy applies, as it does to a plain
-  ``GET``; a timeout is not retried (an outage surfaces within one timeout);
 - a forked child never reads from its parent's sockets (the stack is emptied after
   ``fork``);
 - ``close()`` hands the connections back to the pool;
@@ -26,8 +28,7 @@ Only a plain ``redis.Redis`` over a plain ``ConnectionPool`` qualifies (:func:`d
 cluster, sentinel and single-connection clients, subclasses and client-side caching
 go through ``client.get``. :class:`AsyncDirectGet` does the same for ``redis.asyncio``
 (~15 µs of a ~95 µs ``GET`` here); there redis-py's connection itself disconnects when
-a send or read is interrupted, cancellation included, so the stack only has to hand the
-connection back and retry a dropped one.
+a send or read is interrupted, cancellation included.
 """
 
 from __future__ import annotations
@@ -77,15 +78,12 @@ class DirectGet:
             if conn is None:  # as many held as this pool can spare
                 return self.client.get(key)
         try:
-            conn.send_command("GET", key)
-            raw = conn.read_response()
-        except BaseException as exc:
+            raw = conn.retry.call_with_retry(lambda: _get_on(conn, key), lambda _: conn.disconnect())
+        except BaseException:
             conn.disconnect()  # whatever was half sent or half read goes with the socket
-            idle.append(conn)
-            if isinstance(exc, redis.exceptions.ConnectionError):  # (not a TimeoutError)
-                return self.client.get(key)  # a dropped connection: the client's retry policy
             raise
-        idle.append(conn)
+        finally:
+            idle.append(conn)
         return raw
 
     def _checkout(self) -> Any:
@@ -139,15 +137,11 @@ class AsyncDirectGet:
             except BaseException:
                 self.held -= 1
                 raise
-        try:
-            await conn.send_command("GET", key)
-            raw = await conn.read_response()
-        except BaseException as exc:
-            idle.append(conn)  # redis-py disconnected it: it reconnects on its next use
-            if isinstance(exc, redis.exceptions.ConnectionError):  # (not a TimeoutError)
-                return await self.client.get(key)
-            raise
-        idle.append(conn)
+        try:  # an interrupted send or read disconnects the connection itself
+            raw = await conn.retry.call_with_retry(lambda: _aget_on(conn, key),
+                                                   lambda _: conn.disconnect())
+        finally:
+            idle.append(conn)
         return raw
 
     async def aclose(self) -> None:
@@ -156,6 +150,16 @@ class AsyncDirectGet:
         self.held -= len(idle)
         for conn in idle:
             await self.pool.release(conn)
+
+
+def _get_on(conn: Any, key: bytes) -> Any:
+    conn.send_command("GET", key)
+    return conn.read_response()
+
+
+async def _aget_on(conn: Any, key: bytes) -> Any:
+    await conn.send_command("GET", key)
+    return await conn.read_response()
 
 
 def _cap(pool: Any) -> int:
