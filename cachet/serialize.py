@@ -43,7 +43,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import cloudpickle
 
-from ._core.entry import CacheEntry
+from ._core.entry import CacheEntry, new_entry
 from ._core.errors import SerializationError
 from ._core.policy import InsertOutcome
 
@@ -406,7 +406,7 @@ class _EncodedBase:
         except Exception as exc:  # DecodeError, or anything a broken byte tier handed back
             self._failed(key, exc)
             return None
-        return CacheEntry(value, cached_at, ttl)
+        return new_entry(value, cached_at, ttl)  # get_row's ttl is None or a positive float
 
     def _decoded(self, key: bytes, stored: CacheEntry[Any]) -> CacheEntry[Any] | None:
         try:

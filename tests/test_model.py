@@ -95,3 +95,22 @@ class TwoTierModel(RuleBasedStateMachine):
 
 TwoTierModel.TestCase.settings = settings(max_examples=300, stateful_step_count=30, deadline=None)
 test_two_tier_stack_agrees_with_model = TwoTierModel.TestCase
+
+
+def test_an_entry_made_on_the_hot_paths_is_a_cache_entry_in_every_way() -> None:
+    """``new_entry`` (promotions, loads, decoded rows) builds the same frozen entry as
+    ``CacheEntry(...)``: type, equality, hash, repr, immutability, pickling."""
+    import dataclasses
+    import pickle
+
+    import pytest
+
+    from cachet._core.entry import new_entry
+
+    made, called = new_entry([1], 2.0, 3.0), CacheEntry([1], 2.0, 3.0)
+    assert type(made) is CacheEntry and made == called and repr(made) == repr(called)
+    assert hash(new_entry(1, 2.0, None)) == hash(CacheEntry(1, 2.0, None))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        made.value = 2  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(made)) == called
+    assert dataclasses.replace(made, ttl=None) == CacheEntry([1], 2.0)

@@ -110,6 +110,28 @@ def test_expiry_is_honoured_on_read_with_the_strict_rule(db: str) -> None:
         assert tier.len() == 3  # expired rows read as misses; the sweep removes them
 
 
+def test_a_row_with_a_damaged_ttl_reads_as_a_miss(db: str) -> None:
+    """A file damaged or written by something else: a ttl that is not a positive float
+    is a miss, at the tier and through the cache, never an error or a wrong entry."""
+    from cachet import Cache
+
+    with SQLiteTier(db) as tier:
+        tier.insert(b"good", CacheEntry(b"v", time.time(), 3600.0))
+    conn = sqlite3.connect(db)
+    for key, ttl in ((b"neg", -1.0), (b"zero", 0.0), (b"text", "soon"), (b"blob", b"\x00")):
+        conn.execute("INSERT INTO cachet_v1 SELECT namespace, ?, value, cached_at, ?, "
+                     "expires_at FROM cachet_v1 WHERE key = ?", (key, ttl, b"good"))
+    conn.commit()
+    conn.close()
+    with SQLiteTier(db) as tier:
+        assert tier.get(b"good") is not None
+        assert [tier.get(k) for k in (b"neg", b"zero", b"text", b"blob")] == [None] * 4
+    cache = Cache.builder().memory(10).fallback(Cache.builder().sqlite(db)).build()
+    with cache:
+        for k in ("neg", "zero", "text", "blob"):  # str keys encode to the same bytes
+            assert cache.get(k) is None
+
+
 def test_sweep_removes_expired_rows_so_the_file_does_not_grow(db: str) -> None:
     clock = ManualClock(0.0)
     with SQLiteTier(db, clock=clock, sweep_interval=5.0) as tier:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from .durations import Duration, optional_seconds, to_seconds
 
@@ -54,6 +54,32 @@ class CacheEntry(Generic[V]):
 _SET_VALUE = CacheEntry.__dict__["value"].__set__
 _SET_CACHED_AT = CacheEntry.__dict__["cached_at"].__set__
 _SET_TTL = CacheEntry.__dict__["ttl"].__set__
+
+
+class Unfrozen(Generic[V]):
+    """``CacheEntry``'s layout without its frozen ``__setattr__``.
+
+    The hot paths (a promotion, a load, a decoded L2 row) fill one with plain slot stores
+    and then make it a ``CacheEntry`` by assigning ``__class__`` (allowed: the layouts are
+    the same): about half the cost of calling ``CacheEntry``, whose frozen fields can
+    only be set through their descriptors. See :func:`new_entry`.
+    """
+
+    __slots__ = CacheEntry.__slots__
+
+
+_new = object.__new__
+
+
+def new_entry(value: V, cached_at: float | None, ttl: float | None) -> CacheEntry[V]:
+    """``CacheEntry(value, cached_at, ttl)`` for a ``ttl`` already known to be ``None``
+    or a positive float (it is not checked again)."""
+    e: Any = _new(Unfrozen)
+    e.value = value
+    e.cached_at = cached_at
+    e.ttl = ttl
+    e.__class__ = CacheEntry
+    return e  # type: ignore[no-any-return]
 
 
 def _checked_ttl(ttl: Duration) -> float:

@@ -167,7 +167,8 @@ class SQLiteTier:
         return None if row is None else CacheEntry(*row)
 
     def get_row(self, key: bytes) -> tuple[bytes, float | None, float | None] | None:
-        """``get`` as a ``(value, cached_at, ttl)`` tuple: the boundary builds one entry, not two."""
+        """``get`` as a ``(value, cached_at, ttl)`` tuple: the boundary builds one entry, not
+        two. ``ttl`` is ``None`` or a positive float (a row with any other reads as a miss)."""
         if type(key) is not bytes:
             raise _not_bytes("key", key)
         try:
@@ -184,6 +185,8 @@ class SQLiteTier:
         if row is None:
             return None
         cached_at, ttl = row[1], row[2]
+        if ttl is not None and not (type(ttl) is float and ttl > 0):
+            return None  # not a ttl this tier wrote (a damaged file): a miss
         eff = ttl if ttl is not None else self.ttl
         if eff is not None:
             now = self._now()
