@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import tempfile
 import threading
 import time
@@ -30,7 +31,17 @@ TTR = 0.3
 def run(path: str | None, clients: int) -> int:
     """Run the demo on ``path`` (a SQLite file; default: a temporary one); returns an exit code."""
     if path is not None:
-        return _run(os.path.abspath(path), clients, persistent=True)
+        db = os.path.abspath(path)
+        if os.path.isdir(db):
+            print(f"cachet demo: --path {path} is a directory; give a file name, such as "
+                  f"{os.path.join(path, 'demo.db')}", file=sys.stderr)
+            return 2
+        try:
+            os.makedirs(os.path.dirname(db), exist_ok=True)  # --path new/dir/demo.db works
+        except OSError as exc:
+            print(f"cachet demo: cannot create the directory for {path}: {exc}", file=sys.stderr)
+            return 2
+        return _run(db, clients, persistent=True)
     with tempfile.TemporaryDirectory(prefix="cachet-demo-") as d:
         return _run(os.path.join(d, "demo.db"), clients, persistent=False)
 

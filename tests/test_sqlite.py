@@ -406,6 +406,14 @@ def test_demo_runs_and_its_l2_survives_a_restart(tmp_path: Path) -> None:
     assert loads() == 0
 
 
+def test_demo_makes_the_directory_of_its_path_and_refuses_a_directory(tmp_path: Path) -> None:
+    from cachet.__main__ import main
+
+    path = tmp_path / "new" / "dir" / "demo.db"
+    assert main(["demo", "--path", str(path), "--clients", "1"]) == 0 and path.exists()
+    assert main(["demo", "--path", str(tmp_path)]) == 2  # a directory, not a file: said, not raised
+
+
 @pytest.mark.parametrize("payload", [b"", b"\x02pc\x00\x00\x00\x00x", b"\x01pc\x00\x00\x00\x00\x80",
                                      b"\x01jc" + b"\x00" * 8])
 async def test_bad_payload_planted_in_the_file_reads_as_a_miss(frontend, clock, db: str, payload: bytes) -> None:
