@@ -249,8 +249,11 @@ class _Retry:
         if isinstance(exc, CircuitOpenError) or not self.retry_on(exc):
             return None
         if failures >= self.attempts:
+            note = f"cachet.retry: gave up after {failures} attempts"
             if hasattr(exc, "add_note"):
-                exc.add_note(f"cachet.retry: gave up after {failures} attempts")
+                exc.add_note(note)
+            else:  # Python 3.10: the attribute PEP 678 defines (shown by 3.11+ tracebacks)
+                setattr(exc, "__notes__", [*getattr(exc, "__notes__", ()), note])  # noqa: B010
             return None
         delay = self.delay(failures)
         if self.on_retry is not None:

@@ -381,8 +381,9 @@ async def test_signed_sqlite_l2_refuses_rows_written_unsigned(frontend, clock, d
 def test_storage_sqlite_tier_also_gets_the_default_codec(db: str) -> None:
     from cachet import Cache
 
-    cache = Cache.builder().memory(10).fallback(SQLiteTier(db)).build()
-    with cache:
+    tier = SQLiteTier(db)  # the caller's tier: the cache does not close it, the caller does
+    cache = Cache.builder().memory(10).fallback(tier).build()
+    with tier, cache:
         cache.insert(("a", 1), {"v": 1})
     with SQLiteTier(db) as raw:
         assert raw.get(encode_key(("a", 1))) is not None
