@@ -360,8 +360,10 @@ def verdicts(results: dict[str, Any]) -> list[str]:
             signed = f"signed {_ns(c)} ns, unsigned {_ns(u)} ns" if u != c else f"{_ns(c)} ns"
             if peers:
                 best = min(peers.values())
+                delta = c / best - 1
                 margin = (f"unsigned ahead of every peer (none of them signs) by {100 * (best / u - 1):.1f}%; "
-                          f"signed (the default) {100 * (c / best - 1):+.1f}% against the fastest peer")
+                          f"signed (the default) {abs(100 * delta):.1f}% "
+                          f"{'faster' if delta < 0 else 'slower'} than the fastest peer")
             out.append(f"- **Redis L2 hit, {fe}**: cachet {signed}; " +
                        (margin if not beaten else
                         "MISSED: behind " + ", ".join(f"{k} ({_ns(med[k])} ns)" for k in beaten))
