@@ -402,11 +402,13 @@ class _EncodedBase:
         """The entry for a byte tier's ``get_row`` result (one entry built, not two)."""
         payload, cached_at, ttl = row
         try:
+            if ttl is not None and not (type(ttl) is float and ttl > 0):
+                raise DecodeError(f"the stored ttl {ttl!r} is not a positive number of seconds")
             value = self._loads(payload)
         except Exception as exc:  # DecodeError, or anything a broken byte tier handed back
             self._failed(key, exc)
             return None
-        return new_entry(value, cached_at, ttl)  # get_row's ttl is None or a positive float
+        return new_entry(value, cached_at, ttl)  # ttl checked above, as CacheEntry would
 
     def _decoded(self, key: bytes, stored: CacheEntry[Any]) -> CacheEntry[Any] | None:
         try:

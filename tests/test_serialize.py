@@ -439,3 +439,17 @@ def test_signature_is_standard_hmac_sha256(secret: bytes, body: bytes) -> None:
     from cachet.serialize import _hmac_sha256
 
     assert _hmac_sha256(secret)(body) == hmac.digest(secret, body, "sha256")
+
+
+@pytest.mark.parametrize("ttl", [-1.0, 0.0, float("nan"), "soon"])
+def test_a_row_with_a_bad_ttl_reads_as_a_miss_and_a_decode_error(ttl: object) -> None:
+    """A byte tier's ``get_row`` (the boundary's fast read) is not trusted with the ttl."""
+
+    class RowTier(MemoryTier):
+        def get_row(self, key: bytes) -> tuple[object, object, object] | None:
+            entry = self.get(key)
+            return None if entry is None else (entry.value, entry.cached_at, ttl)
+
+    tier = EncodedTier(RowTier(), Serializer())
+    tier.insert("k", CacheEntry({"v": 1}, 1.0))
+    assert tier.get("k") is None and tier.decode_errors == 1
