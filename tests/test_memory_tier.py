@@ -116,3 +116,11 @@ def test_a_subclass_that_overrides_get_and_insert_is_called_as_written() -> None
     assert cache.get_or_insert("k", lambda: 1).value == 1
     assert cache.get("k").value == 1
     assert seen == [("get", "k"), ("insert", "k"), ("get", "k")]
+
+
+@pytest.mark.parametrize("policy", ["lru", "fifo", "lfu", "rr"])
+def test_evictions_are_counted_with_telemetry_off_under_every_policy(policy: str) -> None:
+    cache = Cache.builder().memory(2, policy=policy).build()
+    for k in "abcd":
+        cache.insert(k, k)
+    assert cache.stats()["tiers"]["memory"]["evictions"] == 2

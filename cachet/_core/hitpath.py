@@ -103,7 +103,8 @@ def build_hit(
     """
     lock, data, touch = inline
     namespace: dict[str, Any] = {
-        "_c_acquire": lock.acquire, "_c_release": lock.release, "_c_get": data.get, "_c_touch": touch, "_c_tier_ttl": tier_ttl,
+        "_c_acquire": lock.acquire, "_c_release": lock.release, "_c_get": data.get,
+        "_c_touch": touch, "_c_tier_ttl": tier_ttl,
         "_c_ttr": ttr, "_c_now": now, "_c_counts": counts, "_c_miss": miss,
     }
     lookup = _LOCKED if locked else _UNLOCKED

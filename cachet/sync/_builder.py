@@ -70,14 +70,15 @@ def _listen(core: Core, level: Any) -> None:
         if core.reporter is None:
             # Telemetry off: an eviction is one counter (a full L1 evicts on every insert).
             row, stat = core.counts[level.index], STAT_OF_EVENT[a.EVICTION]
-
-            def count(event: str, key: Any) -> None:
-                if event == "eviction":
-                    row[stat] += 1
-
-            level.tier.listener = count
-            if hasattr(level.tier, "evictions_into"):
+            if hasattr(level.tier, "evictions_into"):  # the memory tier counts in place
                 level.tier.evictions_into = (row, stat)
+            else:
+
+                def count(event: str, key: Any) -> None:
+                    if event == "eviction":
+                        row[stat] += 1
+
+                level.tier.listener = count
         else:
             level.tier.listener = lambda event, key: core.report(
                 level, events[event], count=event == "eviction")

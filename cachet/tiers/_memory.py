@@ -61,8 +61,8 @@ class MemoryTier:
         self._next_sweep = float("-inf")
         self._weight = 0.0
         self.listener: Listener | None = None
-        # (row, index): where the common insert counts an eviction instead of calling the
-        # listener (a full L1 evicts on every insert). Set with a listener that counts the same.
+        # (row, index): where evictions are counted, by an increment instead of a listener
+        # call (a full L1 evicts on every insert). Set by the builder when no telemetry listens.
         self.evictions_into: tuple[list[int], int] | None = None
         self._lock = threading.Lock()
         bound = max_entries if max_size is None else max_size
@@ -218,9 +218,11 @@ class MemoryTier:
         return float(self._getsizeof(entry)) if self._getsizeof else 1.0
 
     def _emit(self, events: list[tuple[str, Hashable]]) -> None:
-        listener = self.listener
-        if listener is not None:
-            for event, key in events:
+        into, listener = self.evictions_into, self.listener
+        for event, key in events:
+            if into is not None and event == "eviction":
+                into[0][into[1]] += 1
+            elif listener is not None:
                 listener(event, key)
 
     def __repr__(self) -> str:

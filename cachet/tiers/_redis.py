@@ -92,23 +92,9 @@ def encode_record(entry: CacheEntry[bytes]) -> bytes:
     return _HEADER.pack(RECORD_FORMAT, flags, at or 0.0, ttl or 0.0) + bytes(value)
 
 
-def decode_record(raw: bytes) -> CacheEntry[bytes] | None:
-    """The entry stored as ``raw``, or ``None`` for anything this tier did not write."""
-    if len(raw) < _HEADER_SIZE or raw[0] != RECORD_FORMAT:
-        return None
-    _, flags, at, ttl = _HEADER.unpack_from(raw)
-    if flags > (_HAS_AT | _HAS_TTL):
-        return None
-    try:
-        return CacheEntry(
-            raw[_HEADER_SIZE:], at if flags & _HAS_AT else None, ttl if flags & _HAS_TTL else None
-        )
-    except ValueError:  # a corrupt ttl (<= 0, NaN)
-        return None
-
-
 def decode_row(raw: bytes) -> tuple[bytes, float | None, float | None] | None:
-    """:func:`decode_record` as a ``(value, cached_at, ttl)`` tuple (no entry built)."""
+    """The stored ``(value, cached_at, ttl)`` in ``raw``, or ``None`` for anything this
+    tier did not write (another format, unknown flags, a ttl that is not positive)."""
     if len(raw) < _HEADER_SIZE or raw[0] != RECORD_FORMAT:
         return None
     _, flags, at, ttl = _HEADER.unpack_from(raw)
@@ -354,11 +340,8 @@ class SyncRedisTier(RedisTier):
 
     def get(self, key: bytes) -> CacheEntry[bytes] | None:
         """The entry stored under ``key``, or ``None`` (absent, or not written by this tier)."""
-        try:
-            raw = self._get(self._prefix + key)
-        except _errors() as exc:
-            raise self._error("get", exc) from exc
-        return None if raw is None else decode_record(raw)
+        row = self.get_row(key)
+        return None if row is None else CacheEntry(*row)
 
     def get_row(self, key: bytes) -> tuple[bytes, float | None, float | None] | None:
         """``get`` as a ``(value, cached_at, ttl)`` tuple: the boundary builds one entry, not two."""

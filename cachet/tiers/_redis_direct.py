@@ -48,6 +48,7 @@ _live: weakref.WeakSet[DirectGet] = weakref.WeakSet()
 def _after_fork() -> None:  # pragma: no cover - runs in forked children
     for reader in list(_live):
         reader.idle.clear()  # the parent's sockets: never read from them here
+        reader.held = 0
 
 
 if hasattr(os, "register_at_fork"):
@@ -174,8 +175,7 @@ def _plain(client: Any, client_type: Any, pool_type: Any) -> bool:
         or getattr(client, "single_connection_client", False)
         or getattr(client, "connection", None) is not None
         or getattr(pool, "cache", None) is not None
-        or pool.connection_kwargs.get("cache") is not None
-        or pool.connection_kwargs.get("decode_responses"))
+        or pool.connection_kwargs.get("cache") is not None)
 
 
 def direct_get_async(client: Any) -> AsyncDirectGet | None:
