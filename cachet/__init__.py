@@ -8,7 +8,6 @@
 1
 """
 
-from ._builder import BuilderBase as CacheBuilder
 from ._core.clock import Clock as Clock
 from ._core.clock import ManualClock as ManualClock
 from ._core.clock import SystemClock as SystemClock
@@ -24,21 +23,24 @@ from ._core.policy import ExpirationPolicy as ExpirationPolicy
 from ._core.policy import InsertOutcome as InsertOutcome
 from ._core.policy import InsertPolicy as InsertPolicy
 from ._core.policy import TimeToRefresh as TimeToRefresh
-from ._decorator import AsyncCachedCallable as AsyncCachedCallable
-from ._decorator import AsyncCacheDecorator as AsyncCacheDecorator
-from ._decorator import AsyncCachedFunction as AsyncCachedFunction
-from ._decorator import BoundAsyncCachedFunction as BoundAsyncCachedFunction
-from ._decorator import BoundCachedFunction as BoundCachedFunction
-from ._decorator import CachedCallable as CachedCallable
-from ._decorator import CacheDecorator as CacheDecorator
-from ._decorator import CachedFunction as CachedFunction
+from .aio import AsyncCacheBuilder as AsyncCacheBuilder
 from .aio import Cache as AsyncCache
+from .aio._cached import AsyncCachedCallable as AsyncCachedCallable
+from .aio._cached import AsyncCacheDecorator as AsyncCacheDecorator
+from .aio._cached import AsyncCachedFunction as AsyncCachedFunction
+from .aio._cached import BoundAsyncCachedFunction as BoundAsyncCachedFunction
 from .sync import Cache as Cache
+from .sync import CacheBuilder as CacheBuilder
+from .sync._cached import BoundCachedFunction as BoundCachedFunction
+from .sync._cached import CachedCallable as CachedCallable
+from .sync._cached import CacheDecorator as CacheDecorator
+from .sync._cached import CachedFunction as CachedFunction
 
 __version__ = "0.1.0"
 
 __all__ = [
     "AsyncCache",
+    "AsyncCacheBuilder",
     "AsyncCacheDecorator",
     "AsyncCachedCallable",
     "AsyncCachedFunction",

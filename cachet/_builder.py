@@ -1,4 +1,6 @@
-"""The builder both frontends share: it records configuration and validates it at ``build()``.
+"""The builder both frontends share: it records configuration, validates it, and
+assembles the core at ``build()`` (each frontend's builder adds only how its tiers are
+reached and which cache class wraps the core).
 
 Per tier: storage, name, ttl, insert policy, expiration policy, time to refresh, the
 serialization boundary below it. Whole stack (top builder only): clock, telemetry,
@@ -9,14 +11,20 @@ stampede protection. Problems are collected and raised together at ``build()`` a
 from __future__ import annotations
 
 import itertools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
+from ._core import attributes as a
 from ._core.clock import Clock, SystemClock
 from ._core.durations import Duration, to_seconds
 from ._core.entry import CacheEntry
+from ._core.level import Level
 from ._core.policy import ExpirationPolicy, FailSafe, InsertPolicy, TimeToRefresh
+from ._core.stack import Core
+from ._core.stats import STAT_OF_EVENT
+from .serialize import encoded_tier
 from .tiers._memory import MemoryTier, check_memory_args
 
 K = TypeVar("K")
@@ -57,6 +65,8 @@ class TierSpec:
 
 class BuilderBase(Generic[K, V]):
     """Shared configuration methods; each returns the builder so calls chain."""
+
+    _asynchronous: ClassVar[bool] = False  # the aio builder's Redis tier uses redis.asyncio
 
     def __init__(self, clock: Clock | None = None) -> None:
         self._clock: Clock = clock if clock is not None else SystemClock()
@@ -108,6 +118,21 @@ class BuilderBase(Generic[K, V]):
                 f"{type(tier).__name__} is not a tier: it lacks {', '.join(missing)}()"
             )
         return self._set_storage("storage", tier)
+
+    def sqlite(self: B, path: str = ":memory:", **kw: Any) -> B:
+        """A SQLite tier at ``path`` (see :class:`cachet.tiers.SQLiteTier`); ``cachet.aio``
+        reaches it through worker threads."""
+        from .tiers import SQLiteTier
+
+        return self._set_storage("sqlite", SQLiteTier(path, **kw))
+
+    def redis(self: B, url: str = "redis://127.0.0.1:6379/0", **kw: Any) -> B:
+        """A Redis tier for ``url`` (see :class:`cachet.tiers.RedisTier`): the sync client
+        for ``cachet.sync``; ``redis.asyncio`` on asyncio and the sync client in worker
+        threads on trio for ``cachet.aio``."""
+        from .tiers import RedisTier
+
+        return self._set_storage("redis", RedisTier.from_url(url, asynchronous=self._asynchronous, **kw))
 
     def service(self: B, service: Any) -> B:
         """A callable service (``cachet.service``) used as this tier's storage."""
@@ -232,13 +257,6 @@ class BuilderBase(Generic[K, V]):
         self._backplane = backplane
         return self
 
-    def _attach_backplane(self, core: Any, owned: list[Any], asynchronous: bool) -> None:
-        """Wire the configured backplane to ``core``; the cache closes it with its tiers."""
-        if self._backplane is not None:
-            core.publish = self._backplane.attach(
-                evict=core.evict_local, clear=core.clear_local, asynchronous=asynchronous
-            )
-            owned.append(self._backplane)
 
     def enable_logs(self: B) -> B:
         """Emit events as ``logging`` records on the ``cachet`` logger."""
@@ -310,6 +328,31 @@ class BuilderBase(Generic[K, V]):
                 spec.grace = self._fail_safe.max_stale
         return specs
 
+    def _assemble(self, adapt: Adapter, *, handoff: bool,
+                  make_signal: Callable[[], Any]) -> tuple[Core, list[Any], list[TierSpec]]:
+        """Validate, build the tiers (``adapt(tier, spec)`` gives the frontend's
+        ``(ops, len)`` for each) and the core; returns it, the tiers (and backplane) the
+        cache must close, and the specs."""
+        specs = self._specs()
+        levels, owned = build_levels(specs, self._clock, adapt)
+        reporter = None
+        name = self._cache_name()
+        if self._handler is not None or self._logs:
+            from .telemetry._reporter import Reporter
+
+            reporter = Reporter(name, self._handler, self._logs)
+        core = Core(levels, self._clock, name=name, stampede=self._stampede, reporter=reporter,
+                    fail_safe=self._fail_safe, loader_timeouts=self._timeouts([]),
+                    handoff=handoff, mutex=threading.Lock(), make_signal=make_signal)
+        for level in levels:
+            _listen(core, level)
+        if self._backplane is not None:
+            core.publish = self._backplane.attach(
+                evict=core.evict_local, clear=core.clear_local, asynchronous=self._asynchronous
+            )
+            owned.append(self._backplane)
+        return core, owned, specs
+
 
 def _duration(value: Any, what: str, problems: list[str]) -> float | None:
     if value is None:
@@ -324,15 +367,12 @@ def _duration(value: Any, what: str, problems: list[str]) -> float | None:
 Adapter = Callable[[Any, TierSpec], tuple[tuple[Any, Any, Any, Any], Any]]
 
 
-def build_levels(specs: list[TierSpec], clock: Clock, adapt: Adapter) -> tuple[list[Any], list[Any]]:
+def build_levels(specs: list[TierSpec], clock: Clock, adapt: Adapter) -> tuple[list[Level], list[Any]]:
     """Instantiate each spec's tier and wrap it in a ``Level``.
 
     ``adapt(tier, spec)`` gives the frontend's ``(ops, len)`` for a tier. Returns
     the levels and the tiers the cache created (and so must close).
     """
-    from ._core.level import Level
-    from .serialize import encoded_tier
-
     levels, owned = [], []
     for i, spec in enumerate(specs):
         tier = spec.make_tier(clock)
@@ -351,3 +391,30 @@ def build_levels(specs: list[TierSpec], clock: Clock, adapt: Adapter) -> tuple[l
             direct=bool(getattr(tier, "nonblocking", False)),
         ))
     return levels, owned
+
+
+def _listen(core: Core, level: Level) -> None:
+    """Let a tier report what happens inside it: evictions and expiry (the memory tier),
+    payloads that failed to decode (the byte boundary; they read as misses)."""
+    tier = level.tier
+    if hasattr(tier, "listener"):
+        events = {"eviction": a.EVICTION, "expired": a.EXPIRED}
+        # Counted in stats by the lookups that find entries expired; the sweep's removals
+        # are events only, so one expired entry counts once.
+        if core.reporter is None:
+            # Telemetry off: an eviction is one counter (a full L1 evicts on every insert).
+            row, stat = core.counts[level.index], STAT_OF_EVENT[a.EVICTION]
+            if hasattr(tier, "evictions_into"):  # the memory tier counts in place
+                tier.evictions_into = (row, stat)
+            else:
+
+                def count(event: str, key: Any) -> None:
+                    if event == "eviction":
+                        row[stat] += 1
+
+                tier.listener = count
+        else:
+            tier.listener = lambda event, key: core.report(
+                level, events[event], count=event == "eviction")
+    if hasattr(tier, "on_decode_error"):
+        tier.on_decode_error = lambda key, exc: core.report(level, a.DECODE_ERROR)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
+from ._cache_base import CacheBase
 from ._core.errors import CacheError
 from ._core.policy import InsertOutcome
 from ._core.requests import CacheRequest as CacheRequest
@@ -134,10 +135,7 @@ def as_service(tier: Any) -> Any:
     >>> svc(GetRequest("k")).entry.value
     1
     """
-    from .aio import Cache as AsyncCache
-    from .sync import Cache as SyncCache
-
-    if isinstance(tier, (SyncCache, AsyncCache)):
+    if isinstance(tier, CacheBase):  # a cache of either frontend answers requests itself
         return tier
     missing = [m for m in ("get", "insert", "invalidate", "clear") if not callable(getattr(tier, m, None))]
     if missing:

@@ -47,14 +47,3 @@ def own_server() -> Iterator[RedisServer]:
     """A redis-server only this test uses (it may be killed and restarted)."""
     with running_server() as s:
         yield s
-
-
-@pytest.fixture(params=["straight", "flow"])
-def load_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Loads on a one-tier stack and gets on a two-tier stack take the straight path
-    (``_core/straight.py``); the behaviour suites run again with it off, so the flows
-    meet the same rules."""
-    if request.param == "flow":
-        monkeypatch.setattr("cachet._core.straight.straight_loads", lambda core: False)
-        monkeypatch.setattr("cachet._core.straight.straight_gets", lambda core: False)
-    return str(request.param)

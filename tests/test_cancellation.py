@@ -10,7 +10,7 @@ import pytest
 from cachet import AsyncCache, CacheEntry, CacheError, TimeToRefresh
 from cachet.testing import ManualClock, MockTier
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("load_path")]
+pytestmark = pytest.mark.anyio
 
 
 def protected(clock=None):

@@ -21,7 +21,7 @@ from cachet.sync import Cache
 from .frontends import Frontend
 from .helpers import wait_until
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("load_path")]
+pytestmark = pytest.mark.anyio
 
 
 def flavour(frontend: Frontend, fn: Any) -> Any:

@@ -17,7 +17,7 @@ from cachet import (
 from cachet.service import ClearRequest, GetRequest, InsertRequest, InvalidateRequest
 from cachet.testing import MockTier, MockTierError
 
-pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("load_path")]
+pytestmark = pytest.mark.anyio
 
 
 def two_tiers(frontend, clock, l1=None, l2=None, *, l1_ttl=10, l2_ttl=100, ttr=None,

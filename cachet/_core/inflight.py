@@ -36,30 +36,20 @@ class WriteToken:
         self.done: Any = None
 
 
-class Flight(WriteToken):
-    """One shared execution of ``(operation, key)`` and its outcome for every waiter.
+class Flight:
+    """One shared execution of ``(operation, key)`` and its outcome for every waiter."""
 
-    It is also a write token: a load on the straight path (``straight.py``) registers its
-    flight with the write guard instead of a token of its own.
-    """
-
-    __slots__ = ("error", "mark", "op", "signal", "value", "waiters")
+    __slots__ = ("error", "key", "op", "signal", "value", "waiters")
 
     def __init__(self, op: str, key: Hashable, signal: Any) -> None:
-        # WriteToken's fields, set here rather than through its __init__: a frame less
-        # on every straight-path load.
-        self.key = key
-        self.stale = False
-        self.writing = False
-        self.done = None
         self.op = op
+        self.key = key
         # A threading.Event or anyio.Event, made by the first waiter (an uncontended call
         # never pays for one) and set by the leader when the call settles.
         self.signal = signal
         self.value: Any = _PENDING
         self.error: BaseException | None = None
         self.waiters = 0
-        self.mark: Any = None  # the straight path's re-entrancy marker (a ContextVar token)
 
     @property
     def abandoned(self) -> bool:
@@ -113,10 +103,6 @@ class Flights:
         if flights.get(flight.key) is flight:
             del flights[flight.key]
         return flight.signal
-
-    def abandon(self, flight: Flight) -> Any:
-        """The leader left without an outcome (cancelled); waiters will start over."""
-        return self.settle(flight, _ABANDONED, None)
 
     def detach(self, key: Hashable, ops: tuple[str, ...]) -> None:
         """Callers arriving from now on start afresh; current waiters keep their flight."""

@@ -7,7 +7,8 @@ Rules (every one of them lives here):
    expired; a ttl with no ``cached_at`` is expired.
 3. stale iff ``now - cached_at >= ttr`` (inclusive), or the clock went backwards; no
    ``cached_at``: never stale.
-4. a copy made for an upper tier is stamped now, and its ttl is the shorter of the
+4. usable (a hit): neither expired nor stale; the hit path and the walk both ask this.
+5. a copy made for an upper tier is stamped now, and its ttl is the shorter of the
    upper tier's ttl and what remains of the source's life; a copy with no life left
    is not made.
 """
@@ -74,7 +75,7 @@ class Level:
         self.eager = expiration.eager_removal
         self.index = index
         self.is_fallback = index > 0
-        self.inline = inline  # (lock, mapping, touch): see Core.make_hit
+        self.inline = inline  # (lock, mapping, touch): see hit.py
         # An in-process tier that never blocks (``nonblocking = True``: memory, MockTier):
         # flows call its operations directly instead of yielding them as effects.
         self.direct = direct
@@ -94,6 +95,10 @@ class Level:
         if ttr is None or cached_at is None:
             return False
         return now < cached_at or now - cached_at >= ttr
+
+    def usable(self, entry: CacheEntry[Any], now: float) -> bool:
+        """Rule 4: neither expired (rule 2) nor stale (rule 3)."""
+        return not self.expired(entry, now) and not self.stale(entry, now)
 
     def copy_of(self, entry: CacheEntry[Any], source: Level, now: float,
                 rand: Callable[[], float]) -> CacheEntry[Any] | None:

@@ -2,23 +2,22 @@
 
 The frontends (``cachet.sync``, ``cachet.aio``) only carry out what this decides:
 
-1. A hit on the primary tier is one plain call, :meth:`Core.hit` (generated for an
-   in-process primary by ``hitpath.py``): the entry if it is fresh and not stale, else
-   ``None``, meaning "take the slow path". :meth:`Core.make_call` does the same for a
-   memoized function's whole call.
-2. Everything slower is a generator flow yielding effects (``effects.py``): the walk
-   down the tiers, promotion, loads, writes, refresh. In-process tiers (``Level.direct``)
-   are called inline; the rest are effects the frontend's driver carries out. Flows
-   never raise a tier's own exception: they raise :class:`TierError` (or the factory's
-   exception for loaders).
+1. A hit on the primary tier is one plain call, ``Core.hit`` (``hit.py``): the entry if
+   it is fresh and not stale, else ``None``, meaning "take the slow path".
+2. Every slow path is a generator flow yielding effects (``effects.py``) that the
+   frontend's driver carries out: ``get_op``, ``load_op``, ``insert_op``,
+   ``invalidate_op``, ``clear_op``. In-process tiers (``Level.direct``) are called
+   inline; the rest are effects. Flows never raise a tier's own exception: they raise
+   :class:`TierError` (or the factory's exception for loaders).
 3. A copy stored in an upper tier (promotion, refresh) is stamped now and never
    outlives its source (``Level.copy_of``).
 4. A value read or loaded before an invalidate, insert or clear of its key is never
    written after it (``WriteGuard``): a write that loses the race is undone, and an
    invalidate empties the primary tier last (``_remove``), so no read racing it can
    leave the old value there.
-5. Coalescing (``Flights``), refresh dedup and back-off are bookkeeping here; the
-   frontend supplies the event object and waits on it.
+5. Coalescing is a flow here too (``_operation``): a waiter yields a wait on the
+   leader's signal (a ``threading.Event`` or ``anyio.Event`` the frontend supplies);
+   refresh dedup and back-off are bookkeeping here.
 6. Resilience: fail-safe serves an expired entry instead of an error (``_serve_spare``);
    a timed load that overruns is finished by ``_late_flow``.
 """
@@ -34,8 +33,7 @@ from contextvars import ContextVar
 from functools import partial
 from typing import Any
 
-from ..telemetry import attributes as a
-from . import straight
+from . import attributes as a
 from .clock import Clock, SystemClock
 from .effects import Call, Fanout, Flow, Load, LoadTimedOut, Spawn
 from .entry import CacheEntry
@@ -48,8 +46,8 @@ from .errors import (
     TierError,
     UnsupportedError,
 )
-from .hitpath import build_hit, call_parameters
-from .inflight import _LOADING, Flight, Flights, WriteGuard, WriteToken
+from .hit import make_hit
+from .inflight import _ABANDONED, _LOADING, Flight, Flights, WriteGuard, WriteToken
 from .level import Level
 from .policy import FailSafe, InsertOutcome, InsertPolicy
 from .stats import FIELDS, STAT_OF_EVENT, snapshot
@@ -73,11 +71,6 @@ _request_ids = itertools.count(1)
 _ns = time.perf_counter_ns
 
 
-def never_hit(key: Hashable) -> None:
-    """The hit path of a cache that has none (or is closed): always "take the slow path"."""
-    return None
-
-
 def unhashable(key: Any) -> TypeError:
     """The error for a key that cannot be a cache key."""
     return TypeError(f"cache keys must be hashable; got a key of unhashable type {type(key).__name__}")
@@ -95,7 +88,7 @@ class Core:
         stampede: bool,
         reporter: Any,
         mutex: AbstractContextManager[Any],
-        threaded: bool,
+        handoff: bool,
         make_signal: Callable[[], Any],
         fail_safe: FailSafe | None = None,
         loader_timeouts: tuple[float | None, float | None] = (None, None),
@@ -107,7 +100,9 @@ class Core:
         self.stampede = stampede
         self.reporter = reporter
         self.mutex = mutex
-        self.threaded = threaded
+        # A cancelled leader hands its shared call over to a waiter (aio), rather than
+        # failing it for them (sync: only an interrupt stops a thread).
+        self.handoff = handoff
         self.make_signal = make_signal  # threading.Event or anyio.Event: what waits wait on
         self.fail_safe = fail_safe
         # Soft: with a fail-safe value at hand, serve it after this long. Hard: give up.
@@ -125,54 +120,8 @@ class Core:
         # Set by a frontend when a backplane is configured: called (sync) or awaited (aio)
         # as publish(op, key) after each local write; see _publish.
         self.publish: Callable[[str, Hashable], Any] | None = None
-        self.hit: Callable[[Hashable], CacheEntry[Any] | None] = self.make_hit()
-        # Loads may take the straight path (straight.py) instead of load_flow.
-        self.straight = straight.straight_loads(self)
-        self.straight_get = straight.straight_gets(self)  # and gets (two tiers)
-
-    # -- 1. the hit path ---------------------------------------------------------------
-
-    def make_hit(self, miss: Callable[..., Any] | None = None, is_async: bool = False,
-                 loader: str | None = None) -> Callable[..., Any]:
-        """The primary tier's hit: a fresh, not stale entry, else ``miss(key)`` (by default
-        ``None``: "take the slow path"). A frontend may pass its slow path as ``miss`` so
-        that a whole ``get`` hit is one frame (see ``hitpath.py``); with ``loader=mode``
-        the result is a loader method ``(key, factory)`` whose miss is
-        ``miss(mode, key, factory)``, and which loads on a one-tier stack itself
-        (``straight.py``).
-
-        Only a tier exposing ``inline = (lock, mapping, touch or None)`` (the memory tier)
-        gets a hit path. Telemetry on means every hit is reported, so the slow path
-        serves them all.
-        """
-        top = self.levels[0]
-        if top.inline is None or self.reporter is not None:
-            if loader is not None:
-                assert miss is not None
-                return partial(miss, loader)
-            return miss or never_hit  # (an async miss is itself a coroutine function)
-        absent = None
-        if loader is not None and self.straight:
-            absent = straight.load_block(self, loader, is_async)
-        elif loader is None and miss is not None and self.straight_get:
-            absent = straight.get_block(self, is_async)
-        return build_hit(top.inline, tier_ttl=top.ttl, ttr=top.ttr, now=self.now,
-                         counts=self.counts[0], locked=self.threaded, miss=miss,
-                         loader=loader, absent=absent, is_async=is_async)
-
-    def make_call(self, name: str, fn: Callable[..., Any], slow: Callable[..., Any],
-                  is_async: bool) -> Callable[..., Any] | None:
-        """A memoized function's whole hit in one frame: a function with ``fn``'s own
-        parameters that looks up ``(name, *arguments)`` and returns the value, anything
-        else being ``slow(args, kwargs)``. ``None`` when there is no hit path, or ``fn``
-        has parameters a plain signature cannot mirror (``*args``, keyword-only)."""
-        top = self.levels[0]
-        params = call_parameters(fn)
-        if top.inline is None or self.reporter is not None or params is None:
-            return None
-        return build_hit(top.inline, tier_ttl=top.ttl, ttr=top.ttr, now=self.now,
-                         counts=self.counts[0], locked=self.threaded, miss=slow,
-                         call=(name, params), is_async=is_async)
+        # Rule 1: the primary tier's hit, one plain call (hit.py).
+        self.hit = make_hit(levels[0], self.now, self.counts[0], reporter is not None)
 
     # -- telemetry ---------------------------------------------------------------------
 
@@ -216,7 +165,7 @@ class Core:
         err.__cause__ = exc
         return err
 
-    # -- 5. coalescing and re-entrancy -------------------------------------------------
+    # -- 5. operations: a frontend's slow paths, coalescing and re-entrancy -------------
 
     def check_reentrant(self, key: Hashable) -> None:
         loading = _LOADING.get()
@@ -228,22 +177,88 @@ class Core:
                     f"({key!r}); this would wait on itself forever"
                 )
 
-    def join(self, op: str, key: Hashable, make_signal: Callable[[], Any]) -> tuple[Flight, bool]:
-        """Join the in-flight ``(op, key)`` or lead a new one."""
-        with self.mutex:
-            flight, leader = self.flights.join(op, key, make_signal)
-            if not leader:
-                self.coalesced_waits += 1
-            return flight, leader
+    def get_op(self, key: Hashable) -> Flow:
+        """``get``'s slow path (the hit path missed)."""
+        return self._operation(a.OP_GET, key, partial(self.get_flow, key), True)
 
-    def settle(self, flight: Flight, value: Any, error: BaseException | None) -> Any:
-        """Record a shared call's outcome; returns the signal to set, if anyone waits."""
-        with self.mutex:
-            return self.flights.settle(flight, value, error)
+    def load_op(self, key: Hashable, factory: Callable[[], Any], mode: str) -> Flow:
+        """A loader's slow path: ``mode`` is ``PLAIN``, ``TRY`` or ``OPTIONAL``."""
+        if not callable(factory):
+            raise TypeError(f"factory must be callable, not {type(factory).__name__}")
+        self.check_reentrant(key)
+        return self._operation(mode, key, partial(self.load_flow, key, factory, mode), True)
 
-    def abandon(self, flight: Flight) -> Any:
+    def insert_op(self, key: Hashable, value: Any) -> Flow:
+        return self._operation(a.OP_INSERT, key, partial(self.insert_flow, key, value), False)
+
+    def invalidate_op(self, key: Hashable) -> Flow:
+        return self._operation(a.OP_INVALIDATE, key, partial(self.invalidate_flow, key), True)
+
+    def clear_op(self) -> Flow:
+        return self._operation(a.OP_CLEAR, _ALL, self.clear_flow, False)
+
+    def _operation(self, op: str, key: Hashable, make_flow: Callable[[], Flow], share: bool) -> Flow:
+        """A user's call, whole: the key checked, telemetry's operation event, and with
+        stampede protection (``share``) one execution for concurrent callers of ``op``
+        on ``key`` (SPEC §3). A waiter waits on the leader's signal and takes its
+        outcome, an error included. A leader that is cancelled (not failed) on a core
+        that hands over (``handoff``: aio) abandons the call, and each waiter wakes and
+        joins again, so that one of them leads a new run and none sees another's
+        cancellation."""
+        if key is not _ALL:
+            try:
+                hash(key)
+            except TypeError:
+                raise unhashable(key) from None
+        started = self.begin_operation() if self.reporter is not None else None
+        coalesced = False
+        try:
+            if not (share and self.stampede):
+                return (yield from make_flow())
+            while True:
+                with self.mutex:
+                    flight, leader = self.flights.join(op, key, self.make_signal)
+                    if leader:
+                        break
+                    self.coalesced_waits += 1
+                coalesced = True
+                yield Call(flight.signal.wait, ())
+                if not flight.abandoned:
+                    return flight.result()
+            return (yield from self._lead(flight, make_flow()))
+        finally:
+            if started is not None:
+                self.end_operation(started, op, coalesced)
+
+    def _lead(self, flight: Flight, flow: Flow) -> Flow:
+        """Run a shared call's flow; settle its flight whatever happens, then wake the
+        waiters (the signal's ``set`` is a plain call for both kinds of event)."""
+        try:
+            value = yield from flow
+        except Exception as exc:
+            self._settle(flight, None, exc)
+            raise
+        except BaseException as exc:  # cancelled, interrupted
+            self._settle(flight, _ABANDONED, None) if self.handoff else self._settle(flight, None, exc)
+            raise
+        self._settle(flight, value, None)
+        return value
+
+    def _settle(self, flight: Flight, value: Any, error: BaseException | None) -> None:
         with self.mutex:
-            return self.flights.abandon(flight)
+            signal = self.flights.settle(flight, value, error)
+        if signal is not None:
+            signal.set()
+
+    def _background(self, flow: Flow) -> Flow:
+        """Work no caller waits for (a refresh, a load that outlived its timeout): its
+        telemetry carries request id 0 and operation ``cache.refresh``."""
+        started = self.begin_operation(background=True) if self.reporter is not None else None
+        try:
+            return (yield from flow)
+        finally:
+            if started is not None:
+                self.end_operation(started, a.OP_REFRESH, False)
 
     # -- 2. flows ----------------------------------------------------------------------
 
@@ -396,7 +411,8 @@ class Core:
             self.refreshing.add((i, key))
         token = self.begin_load(key)  # an invalidate from now on cancels the refresh's write
         try:
-            yield Spawn(self._refresh_flow(key, i, loader, token), self.levels[i].spawner)
+            yield Spawn(self._background(self._refresh_flow(key, i, loader, token)),
+                        self.levels[i].spawner)
         except Exception:
             self.guard.end(token)
             with self.mutex:
@@ -469,7 +485,7 @@ class Core:
                 if timeout is None:
                     result = yield Load(factory)
                 else:
-                    late = partial(self._late_flow, key, mode, token)
+                    late = partial(self._late, key, mode, token)
                     result = yield Load(factory, timeout, late)
             except LoadTimedOut:
                 handed_over = True
@@ -514,6 +530,10 @@ class Core:
             self.guard.add(token)
             self.flights.of(a.OP_INVALIDATE).pop(key, None)
         return token
+
+    def _late(self, key: Hashable, mode: str, token: WriteToken, value: Any,
+              error: BaseException | None) -> Flow:
+        return self._background(self._late_flow(key, mode, token, value, error))
 
     def _late_flow(self, key: Hashable, mode: str, token: WriteToken, value: Any,
                    error: BaseException | None) -> Flow:

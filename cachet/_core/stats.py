@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..telemetry import attributes as a
+from . import attributes as a
 
 FIELDS = ("hits", "misses", "expired", "errors", "inserts", "rejections", "evictions",
           "refreshes", "refresh_misses", "invalidations", "decode_errors", "fail_safe")
