@@ -125,6 +125,7 @@ class CachedBase(Generic[P, R]):
         self._kind = kind
         self._keys = _KeyMaker(fn, key)
         self._name = self._keys.name
+        self._prefix = (self._name,)
         # The number of arguments of the common call whose key is (name, *args); -1 for
         # a custom key function or parameters beyond plain ones.
         self._nparams = self._keys.nparams

@@ -3,8 +3,8 @@ slow path".
 
 Rules:
 
-1. A hit is the primary tier's entry for the key when ``Level.usable`` (the freshness
-   rules of ``level.py``) says it is neither expired nor stale. Anything else (absent,
+1. A hit is the primary tier's entry for the key when ``freshness.judge`` says it is
+   ``FRESH`` (neither expired nor stale). Anything else (absent,
    expired, stale, a key that cannot be hashed) is ``None``, and the flows of
    ``stack.py`` decide what it means.
 2. Only a tier that exposes ``inline = (lock, mapping, touch or None)`` (the memory tier)
@@ -25,6 +25,7 @@ from typing import Any
 
 from . import attributes as a
 from .entry import CacheEntry
+from .freshness import FRESH, judge
 from .level import Level
 from .stats import STAT_OF_EVENT
 
@@ -42,11 +43,10 @@ def make_hit(level: Level, now: Callable[[], float], counts: list[int], reportin
     """The hit function for primary tier ``level`` (rules 1-4)."""
     if level.inline is None or reporting:
         return never_hit
-    lock, data, touch = level.inline
+    _, data, touch = level.inline
     get = data.get
-    acquire, release = lock.acquire, lock.release
-    usable = level.usable
-    timed = level.ttl is not None or level.ttr is not None
+    tier_ttl, ttr = level.ttl, level.ttr
+    timed = tier_ttl is not None or ttr is not None
 
     def hit(key: Hashable) -> CacheEntry[Any] | None:
         try:
@@ -56,14 +56,8 @@ def make_hit(level: Level, now: Callable[[], float], counts: list[int], reportin
         if entry is None:
             return None
         if touch is not None:
-            acquire()  # not ``with``: about half its cost on CPython 3.11
-            try:
-                touch(key)
-            except KeyError:  # rule 3: it left meanwhile
-                pass
-            finally:
-                release()
-        if (timed or entry.ttl is not None) and not usable(entry, now()):
+            touch(key)
+        if (timed or entry.ttl is not None) and judge(entry, tier_ttl, ttr, now()) is not FRESH:
             return None
         counts[_S_HIT] += 1
         return entry  # type: ignore[no-any-return]

@@ -46,6 +46,7 @@ from .errors import (
     TierError,
     UnsupportedError,
 )
+from .freshness import EXPIRED, STALE
 from .hit import make_hit
 from .inflight import _ABANDONED, _LOADING, Flight, Flights, WriteGuard, WriteToken
 from .level import Level
@@ -307,13 +308,14 @@ class Core:
                             self.counts[i][_S_MISS] += 1
                     else:
                         now = self.now()
-                        if not level.expired(entry, now):
+                        state = level.judge(entry, now)
+                        if state is not EXPIRED:
                             if reporting:
                                 self.report(level, a.HIT, t0)
                             else:
                                 self.counts[i][_S_HIT] += 1
-                            if (level.ttr is not None and (i < last or loader is not None)
-                                    and level.stale(entry, now)):
+                            # A stale hit is served, and refreshed from below or reloaded.
+                            if state is STALE and (i < last or loader is not None):
                                 yield from self._start_refresh(key, i, loader)
                             found, source = entry, level
                             break

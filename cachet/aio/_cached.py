@@ -44,7 +44,7 @@ class AsyncCachedFunction(CachedBase[P, R]):
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if kwargs or len(args) != self._nparams:
             return await self._load(args, kwargs)
-        entry = self.cache._hit((self._name, *args))
+        entry = self.cache._hit(self._prefix + args)  # the key (name, *args)
         if entry is None:
             return await self._load(args, kwargs)
         return entry.value  # type: ignore[no-any-return]

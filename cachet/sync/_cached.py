@@ -47,7 +47,7 @@ class CachedFunction(CachedBase[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if kwargs or len(args) != self._nparams:
             return self._load(args, kwargs)
-        entry = self.cache._hit((self._name, *args))
+        entry = self.cache._hit(self._prefix + args)  # the key (name, *args)
         if entry is None:
             return self._load(args, kwargs)
         return entry.value  # type: ignore[no-any-return]

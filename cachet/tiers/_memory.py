@@ -1,7 +1,13 @@
 """The in-process tier: a bounded map of ``CacheEntry`` guarded by one lock.
 
-LRU and FIFO run on an ``OrderedDict`` (two C calls per hit); LFU and random
-replacement use cachetools' ``LFUCache`` / ``RRCache``. Age-based removal reads the
+LRU and FIFO run on an ``OrderedDict``; LFU and random replacement use cachetools'
+``LFUCache`` / ``RRCache``. An LRU read does not reorder the map itself: it appends the
+key to a bounded read buffer (one C call, safe from any thread without the lock), and
+the tier replays the buffer in order, under its lock, before anything that depends on
+the order (an insert that may evict, a sweep). This is Caffeine's read buffer: reads
+never contend for the lock, and a read that races a removal cannot fail. The buffer
+holds the last ``READ_BUFFER`` reads between two writes; older ones are dropped, so
+under a long run of reads with no write the order is approximate. Age-based removal reads the
 injected clock and removes only what SPEC §2 counts expired (strict ``>``, per-entry
 ttl over tier ttl), in a sweep at most once per tier ttl, so hits never pay for it.
 """
@@ -10,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -21,6 +27,8 @@ from .._core.entry import CacheEntry
 from .._core.policy import InsertOutcome
 
 POLICIES = ("lru", "lfu", "fifo", "rr")
+READ_BUFFER = 1024
+"""How many LRU reads are remembered between two writes (older ones are dropped)."""
 _ACCEPTED = InsertOutcome.ACCEPTED
 _NONE: Any = object()
 _SWEEP: Any = object()
@@ -74,7 +82,9 @@ class MemoryTier:
             lru = False
         else:
             self._data = OrderedDict() if bound is not None else {}
-        touch = self._touch = self._data.move_to_end if lru else None
+        # LRU reads, replayed in order by _replay_reads before the order matters.
+        self._reads: deque[Hashable] | None = deque(maxlen=READ_BUFFER) if lru else None
+        touch = self._reads.append if self._reads is not None else None
         # A subclass that overrides get or insert is called as written: no inline reads
         # around it, no specialised insert over it.
         mine = type(self).get is MemoryTier.get and type(self).insert is MemoryTier.insert
@@ -87,11 +97,22 @@ class MemoryTier:
 
     def get(self, key: Hashable) -> CacheEntry[Any] | None:
         """The entry for ``key``, or ``None`` (an LRU tier marks it used)."""
-        with self._lock:
-            entry = self._data.get(key)
-            if entry is not None and self._touch is not None:
-                self._touch(key)
-            return entry  # type: ignore[no-any-return]
+        entry = self._data.get(key)
+        if entry is not None and self._reads is not None:
+            self._reads.append(key)
+        return entry  # type: ignore[no-any-return]
+
+    def _replay_reads(self) -> None:
+        """Apply the buffered LRU reads, oldest first (the caller holds the lock). Reads
+        appended meanwhile by other threads wait for the next replay."""
+        reads = self._reads
+        if not reads:
+            return
+        data, popleft = self._data, reads.popleft
+        for _ in range(len(reads)):
+            key = popleft()
+            if key in data:
+                data.move_to_end(key)
 
     # -- writes ------------------------------------------------------------------------
 
@@ -107,6 +128,8 @@ class MemoryTier:
             else:
                 data = self._data
                 bound = self.max_entries
+                if self._reads:
+                    self._replay_reads()
                 if bound is not None and key in data:
                     data.move_to_end(key)
                 data[key] = entry
@@ -127,6 +150,7 @@ class MemoryTier:
     def insert(self, key: Hashable, entry: CacheEntry[Any]) -> InsertOutcome:
         events: list[tuple[str, Hashable]] = []
         with self._lock:
+            self._replay_reads()
             if self._now is not None and self._now() >= self._next_sweep:
                 self._maybe_sweep(events)
             data = self._data
@@ -168,6 +192,8 @@ class MemoryTier:
 
     def clear(self) -> None:
         with self._lock:
+            if self._reads is not None:
+                self._reads.clear()
             self._data.clear()
             self._weight = 0.0
 
