@@ -41,7 +41,7 @@ def judge(entry: CacheEntry[Any], tier_ttl: float | None, ttr: float | None, now
 
 
 def copy_ttl(entry: CacheEntry[Any], source_ttl: float | None, upper_ttl: float | None,
-             now: float) -> float | None | bool:
+             now: float) -> float | bool | None:
     """Rule 4: the ttl of the copy of ``entry`` (held by a tier with ``source_ttl``) for
     a tier with ``upper_ttl``; ``False`` when no copy is to be made."""
     ttl = entry.ttl if entry.ttl is not None else source_ttl  # the life it has in its source
