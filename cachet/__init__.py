@@ -23,20 +23,19 @@ from ._core.policy import ExpirationPolicy as ExpirationPolicy
 from ._core.policy import InsertOutcome as InsertOutcome
 from ._core.policy import InsertPolicy as InsertPolicy
 from ._core.policy import TimeToRefresh as TimeToRefresh
+from ._core.version import __version__ as __version__
 from .aio import AsyncCacheBuilder as AsyncCacheBuilder
+from .aio._cache import AsyncCachedCallable as AsyncCachedCallable
+from .aio._cache import AsyncCacheDecorator as AsyncCacheDecorator
+from .aio._cache import AsyncCachedFunction as AsyncCachedFunction
+from .aio._cache import BoundAsyncCachedFunction as BoundAsyncCachedFunction
 from .aio import Cache as AsyncCache
-from .aio._cached import AsyncCachedCallable as AsyncCachedCallable
-from .aio._cached import AsyncCacheDecorator as AsyncCacheDecorator
-from .aio._cached import AsyncCachedFunction as AsyncCachedFunction
-from .aio._cached import BoundAsyncCachedFunction as BoundAsyncCachedFunction
+from .sync._cache import BoundCachedFunction as BoundCachedFunction
 from .sync import Cache as Cache
 from .sync import CacheBuilder as CacheBuilder
-from .sync._cached import BoundCachedFunction as BoundCachedFunction
-from .sync._cached import CachedCallable as CachedCallable
-from .sync._cached import CacheDecorator as CacheDecorator
-from .sync._cached import CachedFunction as CachedFunction
-
-__version__ = "0.1.0"
+from .sync._cache import CachedCallable as CachedCallable
+from .sync._cache import CacheDecorator as CacheDecorator
+from .sync._cache import CachedFunction as CachedFunction
 
 __all__ = [
     "AsyncCache",

@@ -1,5 +1,5 @@
 """``Cache.cached``: memoize a function through ``get_or_insert``; the part both
-frontends share (``cachet.sync._cached`` and ``cachet.aio._cached`` hold the rest).
+frontends share (``cachet.sync._cache`` and ``cachet.aio._cache`` hold the rest).
 
 The default key is ``(qualified name, *arguments)`` with keyword arguments folded into
 their positions and defaults filled in, so ``f(1, b=2)``, ``f(1, 2)`` and ``f(a=1, b=2)``

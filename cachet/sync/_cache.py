@@ -9,27 +9,35 @@ its slow path (``_driver.drive``). Threads coalesce with threads: a
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
+from .._builder import BuilderBase, TierSpec
 from .._cache_base import CacheBase
 from .._core.effects import Flow, Load, LoadTimedOut, Spawn
 from .._core.entry import CacheEntry
 from .._core.hit import never_hit
 from .._core.policy import InsertOutcome
 from .._core.stack import OPTIONAL, PLAIN, TRY, Core
-from ._cached import CacheDecorator
+from .._decorator import BoundBase, CachedBase, DecoratorBase, unwrap
 from ._driver import drive
 
 if TYPE_CHECKING:
+    from typing_extensions import Self
+
     from .._core.clock import Clock
-    from ._builder import CacheBuilder
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
+P = ParamSpec("P")
+P2 = ParamSpec("P2")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+S = TypeVar("S")
 
 
 class Cache(CacheBase[K, V]):
@@ -49,8 +57,6 @@ class Cache(CacheBase[K, V]):
     @staticmethod
     def builder(clock: Clock | None = None) -> CacheBuilder[Any, Any]:
         """Start configuring a cache; ``clock`` defaults to ``SystemClock()``."""
-        from ._builder import CacheBuilder
-
         return CacheBuilder(clock)
 
     # -- reads -------------------------------------------------------------------------
@@ -182,3 +188,111 @@ class Cache(CacheBase[K, V]):
                 pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"cachet-{self.name}-{what}")
                 setattr(self, attr, pool)
             return pool
+
+
+class CacheBuilder(BuilderBase[K, V], Generic[K, V]):
+    """Configures a :class:`cachet.sync.Cache` (``Cache.builder()``); every method returns
+    the builder, and :meth:`build` validates the whole configuration at once."""
+
+    def build(self) -> Cache[K, V]:
+        """Validate the configuration and return the cache (``ValueError`` says what to change)."""
+        core, owned, _ = self._assemble(_adapt, handoff=False, make_signal=threading.Event)
+        return Cache(core, owned)
+
+
+def _adapt(tier: Any, spec: TierSpec) -> tuple[tuple[Any, Any, Any, Any], Any]:
+    if inspect.iscoroutinefunction(getattr(tier, "get", None)):
+        raise ValueError(
+            f"tier {spec.name!r} is async ({type(tier).__name__}); use it with cachet.aio.Cache"
+        )
+    ops = (tier.get, tier.insert, tier.invalidate, tier.clear)
+    return ops, getattr(tier, "len", None)
+
+
+class CachedCallable(Protocol[P, R_co]):
+    """The interface of every sync cached callable: a function, a bound method, a
+    classmethod or a staticmethod, as type checkers see it."""
+
+    @property
+    def cache(self) -> Cache[Any, Any]: ...
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co: ...
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None: ...
+    def key(self, *args: P.args, **kwargs: P.kwargs) -> Hashable: ...
+
+
+class CachedFunction(CachedBase[P, R]):
+    """What ``@cache.cached()`` makes of a function: call it as the function.
+
+    ``invalidate(*args, **kwargs)`` removes the entry those arguments would use, from
+    every tier; ``cache`` is the :class:`cachet.sync.Cache` behind it; ``__wrapped__`` is
+    the original function. As a method it binds like a function (see
+    :class:`BoundCachedFunction`).
+    """
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        if kwargs or len(args) != self._nparams:
+            return self._load(args, kwargs)
+        entry = self.cache._hit(self._prefix + args)  # the key (name, *args)
+        if entry is None:
+            return self._load(args, kwargs)
+        return entry.value  # type: ignore[no-any-return]
+
+    def _load(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+        key = self._checked_key(args, kwargs)  # get_or_insert looks the key up itself
+        fn, make = self._fn, self._entry
+        entry = self.cache.get_or_insert(key, lambda: make(fn(*args, **kwargs)))
+        return entry.value  # type: ignore[no-any-return]
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Remove the entry of this call from every tier of the cache."""
+        self.cache.invalidate(self.key(*args, **kwargs))
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+    @overload
+    def __get__(self: CachedFunction[Concatenate[S, P2], R], instance: S,
+                owner: type[Any] | None = None) -> BoundCachedFunction[P2, R]: ...
+    def __get__(self, instance: Any, owner: type[Any] | None = None) -> Any:
+        return self._bind(instance, owner)
+
+
+class BoundCachedFunction(BoundBase[P, R]):
+    """A :class:`CachedFunction` bound to an instance (or, for a classmethod, a class)."""
+
+    __slots__ = ()
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.__func__(self.__self__, *args, **kwargs)  # type: ignore[no-any-return]
+
+    def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
+        """Remove the entry of this call (on this instance) from every tier."""
+        self.__func__.invalidate(self.__self__, *args, **kwargs)
+
+    @property
+    def cache(self) -> Cache[Any, Any]:
+        """The cache behind the function."""
+        return self.__func__.cache  # type: ignore[no-any-return]
+
+
+CachedFunction._bound = BoundCachedFunction
+
+
+class CacheDecorator(DecoratorBase):
+    """What ``cachet.sync.Cache.cached(key=..., ttl=...)`` returns: apply it to a function."""
+
+    __slots__ = ()
+
+    @overload
+    def __call__(self, fn: classmethod[Any, P, R]) -> CachedCallable[P, R]: ...
+    @overload
+    def __call__(self, fn: staticmethod[P, R]) -> CachedCallable[P, R]: ...  # type: ignore[overload-overlap]
+    @overload
+    def __call__(self, fn: Callable[P, R]) -> CachedFunction[P, R]: ...
+    def __call__(self, fn: Any) -> Any:
+        func, kind = unwrap(fn)
+        if inspect.iscoroutinefunction(func):
+            raise TypeError(
+                f"{func.__qualname__} is a coroutine function: decorate it with the cached() "
+                f"of a cachet.aio.Cache (a cachet.sync.Cache would cache the coroutine object)"
+            )
+        return CachedFunction(self._cache, func, kind, self._key, self._ttl)

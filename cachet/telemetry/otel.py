@@ -52,7 +52,7 @@ class OpenTelemetryHandler:
 
     def __init__(self, meter_provider: Any = None, prefix: str = "cachet") -> None:
         provider = meter_provider if meter_provider is not None else _metrics.get_meter_provider()
-        from .. import __version__
+        from .._core.version import __version__
 
         meter = provider.get_meter("cachet", __version__)
         self._events = meter.create_counter(
