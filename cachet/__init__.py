@@ -25,14 +25,14 @@ from ._core.policy import InsertPolicy as InsertPolicy
 from ._core.policy import TimeToRefresh as TimeToRefresh
 from ._core.version import __version__ as __version__
 from .aio import AsyncCacheBuilder as AsyncCacheBuilder
+from .aio import Cache as AsyncCache
 from .aio._cache import AsyncCachedCallable as AsyncCachedCallable
 from .aio._cache import AsyncCacheDecorator as AsyncCacheDecorator
 from .aio._cache import AsyncCachedFunction as AsyncCachedFunction
 from .aio._cache import BoundAsyncCachedFunction as BoundAsyncCachedFunction
-from .aio import Cache as AsyncCache
-from .sync._cache import BoundCachedFunction as BoundCachedFunction
 from .sync import Cache as Cache
 from .sync import CacheBuilder as CacheBuilder
+from .sync._cache import BoundCachedFunction as BoundCachedFunction
 from .sync._cache import CachedCallable as CachedCallable
 from .sync._cache import CacheDecorator as CacheDecorator
 from .sync._cache import CachedFunction as CachedFunction
