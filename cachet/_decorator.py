@@ -181,10 +181,21 @@ def decorator_args(key: KeyFn | None, ttl: Duration | None) -> tuple[KeyFn | Non
 
 
 class DecoratorBase:
-    """What ``Cache.cached(key=..., ttl=...)`` returns, but for the checks of what it decorates."""
+    """What ``Cache.cached(key=..., ttl=...)`` returns: apply it to a function of the
+    frontend's kind (``_async``), which ``_wrapper`` wraps; the other kind is refused
+    with ``_refusal`` (a sync cache would cache the coroutine object)."""
 
     __slots__ = ("_cache", "_key", "_ttl")
+    _async: bool
+    _wrapper: type[CachedBase[Any, Any]]
+    _refusal: str  # formatted with the function's qualified name
 
     def __init__(self, cache: Any, key: KeyFn | None, ttl: Duration | None) -> None:
         self._cache = cache
         self._key, self._ttl = decorator_args(key, ttl)
+
+    def _wrap(self, fn: Any) -> Any:
+        func, kind = unwrap(fn)
+        if inspect.iscoroutinefunction(func) is not self._async:
+            raise TypeError(self._refusal.format(getattr(func, "__qualname__", repr(func))))
+        return self._wrapper(self._cache, func, kind, self._key, self._ttl)

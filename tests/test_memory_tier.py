@@ -124,3 +124,73 @@ def test_evictions_are_counted_with_telemetry_off_under_every_policy(policy: str
     for k in "abcd":
         cache.insert(k, k)
     assert cache.stats()["tiers"]["memory"]["evictions"] == 2
+
+
+def test_lru_reads_through_the_hit_path_order_evictions() -> None:
+    """A cache hit records its read in the tier's read buffer, without the lock; the next
+    insert replays the buffer first, so the entry read is not the one evicted."""
+    cache = Cache.builder().memory(3).build()
+    for k in "abc":
+        cache.insert(k, k)
+    assert cache.get("a") is not None  # the hit path (stats show a hit, no lock taken)
+    assert cache.stats()["tiers"]["memory"]["hits"] == 1
+    cache.insert("d", "d")
+    assert cache.get("b") is None and cache.get("a") is not None
+
+
+def test_a_buffered_read_of_a_key_removed_since_is_harmless() -> None:
+    tier = MemoryTier(2, policy="lru")
+    fill(tier, "ab")
+    tier.get("a")
+    tier.invalidate("a")  # gone before the buffer is replayed
+    fill(tier, "cd")
+    assert tier.len() == 2 and tier.get("c") is not None and tier.get("d") is not None
+
+
+def test_the_read_buffer_is_bounded_and_keeps_the_newest_reads() -> None:
+    from cachet.tiers._memory import READ_BUFFER
+
+    tier = MemoryTier(3, policy="lru")
+    fill(tier, "abc")
+    tier.get("a")
+    for _ in range(READ_BUFFER):  # a long run of reads with no write: "a"'s read is dropped
+        tier.get("c")
+    assert len(tier._reads or ()) == READ_BUFFER
+    fill(tier, "d")
+    assert tier.get("a") is None and tier.get("b") is not None  # "a" was oldest by what is kept
+
+
+def test_hits_racing_removals_from_another_thread_never_fail() -> None:
+    """The backplane's case: another thread removes keys (``Core.evict_local``) and
+    inserts them while hits read them; every hit returns an entry or ``None``."""
+    import threading
+
+    cache = Cache.builder().memory(8).ttl(60).build()
+    keys = [f"k{i}" for i in range(16)]
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def churn() -> None:
+        try:
+            for n in range(20_000):
+                key = keys[n % len(keys)]
+                cache._core.evict_local(key)
+                cache.insert(key, n)
+        except BaseException as exc:  # pragma: no cover (the failure this test looks for)
+            errors.append(exc)
+        finally:
+            stop.set()
+
+    t = threading.Thread(target=churn)
+    t.start()
+    reads = 0
+    try:
+        while not stop.is_set() or reads < 1000:
+            for key in keys:
+                entry = cache.get(key)
+                assert entry is None or entry.value >= 0
+                reads += 1
+    finally:
+        t.join(30)
+    assert not errors and not t.is_alive()
+    assert cache.len() <= 8

@@ -11,8 +11,9 @@
    shorter of the upper tier's ttl and what remains of the entry's life in the tier it
    came from. A copy with no life left is not made.
 
-``judge`` applies rules 1-3 and is what the hit path, the walk and the tiers that judge
-their own rows (SQLite, the memory tier's sweep) all ask.
+``judge`` applies rules 1-3: the hit path (``hit.py``) and the walk (``stack.py``) both
+ask it. (Two tiers also drop rows by rule 2 on their own, before the core sees them: the
+memory tier's sweep, which adds fail-safe's grace, and SQLite's read.)
 """
 
 from __future__ import annotations

@@ -9,9 +9,11 @@ Rules:
    ``stack.py`` decide what it means.
 2. Only a tier that exposes ``inline = (lock, mapping, touch or None)`` (the memory tier)
    is read in place; any other primary tier never hits here.
-3. The mapping is read without the lock (one C call, atomic under the GIL). An LRU
-   tier's ``touch`` (marking the entry used) runs under the tier's lock, and an entry that left meanwhile (an eviction, another process's write through
-   a backplane thread) is simply not marked: the hit still returns what it read.
+3. Neither the mapping's ``get`` nor an LRU tier's ``touch`` (which appends the key to
+   the tier's read buffer, replayed under the tier's lock before it evicts) takes a
+   lock: each is one C call, safe from any thread, so a hit racing a removal (an
+   eviction, a backplane thread dropping another process's write) returns what it read
+   and cannot fail.
 4. With telemetry on, every hit is reported, so the slow path serves them all.
 
 The function is an ordinary closure chosen once per cache at build time (DESIGN.md: a

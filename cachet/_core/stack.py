@@ -240,7 +240,10 @@ class Core:
             self._settle(flight, None, exc)
             raise
         except BaseException as exc:  # cancelled, interrupted
-            self._settle(flight, _ABANDONED, None) if self.handoff else self._settle(flight, None, exc)
+            if self.handoff:
+                self._settle(flight, _ABANDONED, None)
+            else:
+                self._settle(flight, None, exc)
             raise
         self._settle(flight, value, None)
         return value
@@ -625,16 +628,6 @@ class Core:
             return REJECTED, self.tier_error(level, "insert", exc)
         self.report(level, a.INSERTED if outcome is ACCEPTED else a.INSERT_REJECTED)
         return outcome, None
-
-    @staticmethod
-    def run_inline(flow: Flow) -> Any:
-        """Run a flow that yields no effect (every tier it touches is in process)."""
-        try:
-            effect = flow.send(None)
-        except StopIteration as stop:
-            return stop.value
-        flow.close()
-        raise RuntimeError(f"a flow run inline yielded {effect!r}")
 
     # -- other processes (a backplane) ---------------------------------------------------
 

@@ -12,7 +12,6 @@ and loads that outlive their timeout run in the cache's own task group, opened b
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Coroutine, Hashable
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
 
@@ -27,7 +26,7 @@ from .._core.errors import CacheError
 from .._core.hit import never_hit
 from .._core.policy import InsertOutcome
 from .._core.stack import OPTIONAL, PLAIN, TRY, Core
-from .._decorator import BoundBase, CachedBase, DecoratorBase, unwrap
+from .._decorator import BoundBase, CachedBase, DecoratorBase
 from . import _tiers
 from ._driver import drive
 
@@ -324,6 +323,10 @@ class AsyncCacheDecorator(DecoratorBase):
     """What ``cachet.aio.Cache.cached(key=..., ttl=...)`` returns: apply it to a coroutine function."""
 
     __slots__ = ()
+    _async = True
+    _wrapper = AsyncCachedFunction
+    _refusal = ("{!r} is not a coroutine function: decorate it with the cached() of a "
+                "cachet.sync.Cache, or make it `async def`")
 
     @overload
     def __call__(
@@ -334,10 +337,4 @@ class AsyncCacheDecorator(DecoratorBase):
     @overload
     def __call__(self, fn: Callable[P, Coroutine[Any, Any, R]]) -> AsyncCachedFunction[P, R]: ...
     def __call__(self, fn: Any) -> Any:
-        func, kind = unwrap(fn)
-        if not inspect.iscoroutinefunction(func):
-            raise TypeError(
-                f"{getattr(func, '__qualname__', func)!r} is not a coroutine function: decorate it "
-                f"with the cached() of a cachet.sync.Cache, or make it `async def`"
-            )
-        return AsyncCachedFunction(self._cache, func, kind, self._key, self._ttl)
+        return self._wrap(fn)

@@ -23,7 +23,7 @@ from .._core.entry import CacheEntry
 from .._core.hit import never_hit
 from .._core.policy import InsertOutcome
 from .._core.stack import OPTIONAL, PLAIN, TRY, Core
-from .._decorator import BoundBase, CachedBase, DecoratorBase, unwrap
+from .._decorator import BoundBase, CachedBase, DecoratorBase
 from ._driver import drive
 
 if TYPE_CHECKING:
@@ -281,6 +281,10 @@ class CacheDecorator(DecoratorBase):
     """What ``cachet.sync.Cache.cached(key=..., ttl=...)`` returns: apply it to a function."""
 
     __slots__ = ()
+    _async = False
+    _wrapper = CachedFunction
+    _refusal = ("{} is a coroutine function: decorate it with the cached() of a cachet.aio.Cache "
+                "(a cachet.sync.Cache would cache the coroutine object)")
 
     @overload
     def __call__(self, fn: classmethod[Any, P, R]) -> CachedCallable[P, R]: ...
@@ -289,10 +293,4 @@ class CacheDecorator(DecoratorBase):
     @overload
     def __call__(self, fn: Callable[P, R]) -> CachedFunction[P, R]: ...
     def __call__(self, fn: Any) -> Any:
-        func, kind = unwrap(fn)
-        if inspect.iscoroutinefunction(func):
-            raise TypeError(
-                f"{func.__qualname__} is a coroutine function: decorate it with the cached() "
-                f"of a cachet.aio.Cache (a cachet.sync.Cache would cache the coroutine object)"
-            )
-        return CachedFunction(self._cache, func, kind, self._key, self._ttl)
+        return self._wrap(fn)

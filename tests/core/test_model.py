@@ -39,7 +39,8 @@ class CoreModel(RuleBasedStateMachine):
         self.ttr = ttr if len(ttls) > 1 and (ttls[0] is None or ttls[0] > 2.0) else None
         self.core, self.tiers = make_core(self.clock, ttls, ttr=self.ttr)
         self.model: list[dict[Any, Row]] = [{} for _ in ttls]
-        self.refreshing: set[Any] = set()  # keys the model expects a refresh for
+        self.started: set[Any] = set()  # keys with a refresh spawned and not yet run
+        self.refreshing: set[Any] = set()  # those of them no write has overtaken since
         self.driver = Driver()
         self.values = iter(range(10**9))
 
@@ -65,7 +66,8 @@ class CoreModel(RuleBasedStateMachine):
                 continue
             if not promote:
                 return row[0]
-            if i == 0 and self.ttr is not None and now - row[1] >= self.ttr:
+            if i == 0 and self.ttr is not None and now - row[1] >= self.ttr and key not in self.started:
+                self.started.add(key)  # one refresh per key at a time
                 self.refreshing.add(key)
             self.copy_up(key, row, i, 0)
             return row[0]
@@ -148,13 +150,13 @@ class CoreModel(RuleBasedStateMachine):
     def advance(self, step: float) -> None:
         self.clock.advance(step)
 
-    @precondition(lambda self: self.driver.spawned or self.refreshing)
+    @precondition(lambda self: self.driver.spawned or self.started)
     @rule()
     def run_refreshes(self) -> None:
         """The background refreshes run now: each reads the tiers below the first and
         copies what is fresh there into the tiers above it. One was spawned for each key
         the model saw served stale, and no more."""
-        assert len(self.driver.spawned) == len(self.refreshing)
+        assert len(self.driver.spawned) == len(self.started)
         now = self.clock.now()
         for key in sorted(self.refreshing, key=repr):
             for i in range(1, len(self.model)):
@@ -163,6 +165,7 @@ class CoreModel(RuleBasedStateMachine):
                     self.copy_up(key, row, i, 0)
                     break
         self.refreshing.clear()
+        self.started.clear()
         self.driver.run_spawned()
 
     # -- invariants -------------------------------------------------------------------------
