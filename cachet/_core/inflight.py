@@ -64,27 +64,24 @@ class Flight:
 
 
 class Flights:
-    """The coalesced calls: one map per operation, keyed by cache key (no tuple to build
-    and hash per call)."""
+    """The coalesced calls: one map per operation that can be shared, keyed by cache key
+    (no tuple to build and hash per call)."""
 
     __slots__ = ("by_op",)
 
-    def __init__(self) -> None:
-        self.by_op: dict[str, dict[Hashable, Flight]] = {}
+    def __init__(self, ops: tuple[str, ...]) -> None:
+        self.by_op: dict[str, dict[Hashable, Flight]] = {op: {} for op in ops}
 
     def of(self, op: str) -> dict[Hashable, Flight]:
-        """The map of ``op``'s flights (made on first use, kept for the cache's life)."""
-        flights = self.by_op.get(op)
-        if flights is None:
-            flights = self.by_op[op] = {}
-        return flights
+        """The map of ``op``'s flights."""
+        return self.by_op[op]
 
     def find(self, op: str, key: Hashable) -> Flight | None:
-        return self.of(op).get(key)
+        return self.by_op[op].get(key)
 
     def join(self, op: str, key: Hashable, make_signal: Callable[[], Any]) -> tuple[Flight, bool]:
         """The flight for ``(op, key)`` and whether the caller leads it."""
-        flights = self.of(op)
+        flights = self.by_op[op]
         flight = flights.get(key)
         if flight is not None:
             if flight.signal is None:
@@ -99,7 +96,7 @@ class Flights:
         return the signal to set (``None``: nobody waits)."""
         flight.value = value
         flight.error = error
-        flights = self.of(flight.op)
+        flights = self.by_op[flight.op]
         if flights.get(flight.key) is flight:
             del flights[flight.key]
         return flight.signal
@@ -107,11 +104,11 @@ class Flights:
     def detach(self, key: Hashable, ops: tuple[str, ...]) -> None:
         """Callers arriving from now on start afresh; current waiters keep their flight."""
         for op in ops:
-            self.of(op).pop(key, None)
+            self.by_op[op].pop(key, None)
 
     def detach_all(self, ops: tuple[str, ...]) -> None:
         for op in ops:
-            self.of(op).clear()
+            self.by_op[op].clear()
 
     def __len__(self) -> int:
         return sum(len(flights) for flights in self.by_op.values())

@@ -36,7 +36,7 @@ from typing import Any
 from . import attributes as a
 from .clock import Clock, SystemClock
 from .effects import Call, Fanout, Flow, Load, LoadTimedOut, Spawn
-from .entry import CacheEntry
+from .entry import CacheEntry, new_entry
 from .errors import (
     CacheError,
     LoaderError,
@@ -108,7 +108,7 @@ class Core:
         self.fail_safe = fail_safe
         # Soft: with a fail-safe value at hand, serve it after this long. Hard: give up.
         self.soft_timeout, self.hard_timeout = loader_timeouts
-        self.flights = Flights()
+        self.flights = Flights(WRITE_DETACHES)  # every operation that can be shared
         self.guard = WriteGuard(mutex)
         self.refreshing: set[tuple[int, Hashable]] = set()
         # A refresh that failed is retried only after its tier's ``retry_after``.
@@ -226,29 +226,27 @@ class Core:
                 yield Call(flight.signal.wait, ())
                 if not flight.abandoned:
                     return flight.result()
-            return (yield from self._lead(flight, make_flow()))
+            # The leader: settle the flight whatever happens, then wake the waiters.
+            try:
+                value = yield from make_flow()
+            except Exception as exc:
+                self._settle(flight, None, exc)
+                raise
+            except BaseException as exc:  # cancelled, interrupted
+                if self.handoff:
+                    self._settle(flight, _ABANDONED, None)
+                else:
+                    self._settle(flight, None, exc)
+                raise
+            self._settle(flight, value, None)
+            return value
         finally:
             if started is not None:
                 self.end_operation(started, op, coalesced)
 
-    def _lead(self, flight: Flight, flow: Flow) -> Flow:
-        """Run a shared call's flow; settle its flight whatever happens, then wake the
-        waiters (the signal's ``set`` is a plain call for both kinds of event)."""
-        try:
-            value = yield from flow
-        except Exception as exc:
-            self._settle(flight, None, exc)
-            raise
-        except BaseException as exc:  # cancelled, interrupted
-            if self.handoff:
-                self._settle(flight, _ABANDONED, None)
-            else:
-                self._settle(flight, None, exc)
-            raise
-        self._settle(flight, value, None)
-        return value
-
     def _settle(self, flight: Flight, value: Any, error: BaseException | None) -> None:
+        """Record a shared call's outcome and wake its waiters (``set`` is a plain call
+        for both kinds of event)."""
         with self.mutex:
             signal = self.flights.settle(flight, value, error)
         if signal is not None:
@@ -503,28 +501,44 @@ class Core:
             except Exception as exc:
                 if spare:  # fail-safe: an expired value beats an error
                     return (yield from self._serve_spare(key, spare[0]))
-                if mode is TRY:
-                    raise LoaderError(f"factory for key {key!r} raised {exc!r}") from exc
-                raise
+                error = self._load_error(key, mode, exc)
+                if error is exc:
+                    raise
+                raise error from exc
             finally:
                 _LOADING.reset(mark)
-            if result is None and mode is OPTIONAL:
-                return None
-            if isinstance(result, CacheEntry):
-                entry = result
-            elif token.stale:
-                return CacheEntry(result)
-            else:
-                entry = CacheEntry(result, self.now())  # stamped now, as _write_all would
-            if token.stale:
-                return entry
-            outcome, stamped, _ = yield from self._write_all(key, entry, token)
-            if outcome is ACCEPTED:
-                return stamped
-            return entry if entry is result else CacheEntry(result)
+            return (yield from self._store_loaded(key, result, mode, token))
         finally:
             if not handed_over:
                 self.guard.end(token)
+
+    def _load_error(self, key: Hashable, mode: str, exc: BaseException) -> BaseException:
+        """What a failed factory raises: for ``try_get_or_insert`` a ``LoaderError`` with
+        the original as its cause, otherwise the original, unchanged."""
+        if mode is TRY and isinstance(exc, Exception):
+            error = LoaderError(f"factory for key {key!r} raised {exc!r}")
+            error.__cause__ = exc
+            return error
+        return exc
+
+    def _store_loaded(self, key: Hashable, result: Any, mode: str, token: WriteToken) -> Flow:
+        """A factory's ``result``: ``None`` caches nothing for ``optionally_*``; a value is
+        stamped now and written (not if an invalidate or insert came first). Returns the
+        entry the caller gets: as stored, or unstamped if no tier stored it."""
+        if result is None and mode is OPTIONAL:
+            return None
+        if isinstance(result, CacheEntry):
+            entry = result
+        elif token.stale:
+            return CacheEntry(result)
+        else:
+            entry = new_entry(result, self.now(), None)  # stamped now, as _write_all would
+        if token.stale:
+            return entry
+        outcome, stamped, _ = yield from self._write_all(key, entry, token)
+        if outcome is ACCEPTED:
+            return stamped
+        return entry if entry is result else CacheEntry(result)
 
     def begin_load(self, key: Hashable) -> WriteToken:
         """The write token of a load (or reload) of ``key``, which starts now. An
@@ -545,9 +559,8 @@ class Core:
         """A load that outlived its timeout finished: cache its value (unless an
         invalidate came first), as the load itself would have."""
         try:
-            if error is None and not (value is None and mode is OPTIONAL) and not token.stale:
-                entry = value if isinstance(value, CacheEntry) else CacheEntry(value)
-                yield from self._write_all(key, entry, token)
+            if error is None:
+                yield from self._store_loaded(key, value, mode, token)
         finally:
             self.guard.end(token)
 
@@ -569,54 +582,49 @@ class Core:
 
     def _write_all(self, key: Hashable, entry: CacheEntry[Any], token: WriteToken | None) -> Flow:
         """Stamp, ask each tier's policy, write to the accepting tiers; never raises. A
-        write for a ``token`` (a load's or a refresh's) is a write section of the guard.
+        write for a ``token`` (a load's or a refresh's) is a write section of the guard:
+        skipped if an invalidate came first, undone if one overtook it.
 
         Returns ``(outcome, stamped entry, first error by tier order)``.
         """
-        if token is None:
-            result = yield from self._write_tiers(key, entry, None)
-        elif not self.guard.enter_write(token):
+        if token is not None and not self.guard.enter_write(token):
             return REJECTED, entry, None
-        else:
-            try:
-                result = yield from self._write_tiers(key, entry, token)
-            finally:
-                self.guard.exit_write(token)
-        if result[0] is ACCEPTED and self.publish is not None:
-            yield from self._publish("insert", key)
-        return result
-
-    def _write_tiers(self, key: Hashable, entry: CacheEntry[Any], token: WriteToken | None) -> Flow:
-        stamped = entry.ensure_cached_at(self.now())
-        targets: list[Level] = []
-        for level in self.levels:
-            if level.policy is ALWAYS or level.policy.accepts(stamped):
-                targets.append(level)
-            else:
-                self.report(level, a.INSERT_REJECTED)
-        if not targets:
-            return REJECTED, stamped, None
-        if len(targets) == 1 and targets[0].direct and not self.jitter and self.reporter is None:
-            outcome, error = self.insert_direct(targets[0], key, stamped)  # the common case
-        else:
-            if self.jitter:
-                per_level = [(key, lv.jittered(stamped, self.random)) for lv in targets]
-                results, took = yield from self._each(targets, "insert", (), per_level)
-            else:
-                results, took = yield from self._each(targets, "insert", (key, stamped))
-            outcome, error = REJECTED, None
-            for level, result, ns in zip(targets, results, took, strict=True):
-                if isinstance(result, BaseException):
-                    self.report(level, a.INSERT_ERROR, duration=ns)
-                    error = error or self.tier_error(level, "insert", result)
-                elif result is ACCEPTED:
-                    self.report(level, a.INSERTED, duration=ns)
-                    outcome = ACCEPTED
+        try:
+            stamped = entry.ensure_cached_at(self.now())
+            targets: list[Level] = []
+            for level in self.levels:
+                if level.policy is ALWAYS or level.policy.accepts(stamped):
+                    targets.append(level)
                 else:
-                    self.report(level, a.INSERT_REJECTED, duration=ns)
-        if token is not None and token.stale:  # lost a race with an invalidate: undo
-            yield from self._remove(targets, key)
-            return REJECTED, entry, error
+                    self.report(level, a.INSERT_REJECTED)
+            if not targets:
+                return REJECTED, stamped, None
+            if len(targets) == 1 and targets[0].direct and not self.jitter and self.reporter is None:
+                outcome, error = self.insert_direct(targets[0], key, stamped)  # the common case
+            else:
+                if self.jitter:
+                    per_level = [(key, lv.jittered(stamped, self.random)) for lv in targets]
+                    results, took = yield from self._each(targets, "insert", (), per_level)
+                else:
+                    results, took = yield from self._each(targets, "insert", (key, stamped))
+                outcome, error = REJECTED, None
+                for level, result, ns in zip(targets, results, took, strict=True):
+                    if isinstance(result, BaseException):
+                        self.report(level, a.INSERT_ERROR, duration=ns)
+                        error = error or self.tier_error(level, "insert", result)
+                    elif result is ACCEPTED:
+                        self.report(level, a.INSERTED, duration=ns)
+                        outcome = ACCEPTED
+                    else:
+                        self.report(level, a.INSERT_REJECTED, duration=ns)
+            if token is not None and token.stale:  # lost a race with an invalidate: undo
+                yield from self._remove(targets, key)
+                return REJECTED, entry, error
+        finally:
+            if token is not None:
+                self.guard.exit_write(token)
+        if outcome is ACCEPTED and self.publish is not None:
+            yield from self._publish("insert", key)
         return outcome, stamped, error
 
     def insert_direct(self, level: Level, key: Hashable, entry: CacheEntry[Any]) -> tuple[InsertOutcome, CacheError | None]:
