@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 
 from ._core.clock import Clock
 from ._core.errors import CacheError
+from ._core.hit import never_hit
 from ._core.stack import Core
 
 K = TypeVar("K", bound=Hashable)
@@ -26,8 +27,16 @@ class CacheBase(Generic[K, V]):
     def __init__(self, core: Core, owned: list[Any]) -> None:
         self._core = core
         self._owned = owned  # the tiers (and backplane) the cache opened, closed with it
-        self._hit = core.hit  # the hit path; a cache that cannot serve now has none
         self._closed = False
+        self._serving(True)
+
+    def _serving(self, on: bool) -> None:
+        """Open or shut the fast paths: the hit, and a load as plain calls
+        (``Core.start_load``). A cache that cannot serve now (closed, or not entered)
+        takes the slow path, which says why."""
+        core = self._core
+        self._hit = core.hit if on else never_hit
+        self._start_load = core.start_load if on and core.direct_load else None
 
     @property
     def name(self) -> str:

@@ -36,20 +36,28 @@ class WriteToken:
         self.done: Any = None
 
 
-class Flight:
-    """One shared execution of ``(operation, key)`` and its outcome for every waiter."""
+class Flight(WriteToken):
+    """One shared execution of ``(operation, key)`` and its outcome for every waiter.
 
-    __slots__ = ("error", "key", "op", "signal", "value", "waiters")
+    A load run as plain calls (``Core.start_load``) is also its own write token, and
+    ``mark`` holds its place in the chain of loads this context is inside.
+    """
+
+    __slots__ = ("error", "mark", "op", "signal", "value", "waiters")
 
     def __init__(self, op: str, key: Hashable, signal: Any) -> None:
-        self.op = op
         self.key = key
+        self.stale = False
+        self.writing = False
+        self.done = None
+        self.op = op
         # A threading.Event or anyio.Event, made by the first waiter (an uncontended call
         # never pays for one) and set by the leader when the call settles.
         self.signal = signal
         self.value: Any = _PENDING
         self.error: BaseException | None = None
         self.waiters = 0
+        self.mark: Any = None
 
     @property
     def abandoned(self) -> bool:

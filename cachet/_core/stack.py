@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import itertools
 import random
+import threading
 import time
 from collections.abc import Callable, Hashable
-from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from functools import partial
 from typing import Any
@@ -54,6 +54,8 @@ from .policy import FailSafe, InsertOutcome, InsertPolicy
 from .stats import FIELDS, STAT_OF_EVENT, snapshot
 
 _S_MISS, _S_HIT = STAT_OF_EVENT[a.MISS], STAT_OF_EVENT[a.HIT]
+_S_INSERTED, _S_REJECTED = STAT_OF_EVENT[a.INSERTED], STAT_OF_EVENT[a.INSERT_REJECTED]
+_S_INSERT_ERROR = STAT_OF_EVENT[a.INSERT_ERROR]
 
 ALWAYS = InsertPolicy.always()
 ACCEPTED = InsertOutcome.ACCEPTED
@@ -72,6 +74,16 @@ _request_ids = itertools.count(1)
 _ns = time.perf_counter_ns
 
 
+def run_inline(flow: Flow) -> Any:
+    """Run a flow that has no effect to ask for (every tier it touches is in process)."""
+    try:
+        effect = flow.send(None)
+    except StopIteration as stop:
+        return stop.value
+    flow.close()
+    raise AssertionError(f"a flow run inline yielded {effect!r}")
+
+
 def unhashable(key: Any) -> TypeError:
     """The error for a key that cannot be a cache key."""
     return TypeError(f"cache keys must be hashable; got a key of unhashable type {type(key).__name__}")
@@ -88,7 +100,7 @@ class Core:
         name: str,
         stampede: bool,
         reporter: Any,
-        mutex: AbstractContextManager[Any],
+        mutex: threading.Lock,
         handoff: bool,
         make_signal: Callable[[], Any],
         fail_safe: FailSafe | None = None,
@@ -121,6 +133,13 @@ class Core:
         # Set by a frontend when a backplane is configured: called (sync) or awaited (aio)
         # as publish(op, key) after each local write; see _publish.
         self.publish: Callable[[str, Hashable], Any] | None = None
+        # A loader's miss on one in-process tier, with nothing else to do but the factory,
+        # runs as plain calls (start_load, finish_load) instead of a flow.
+        # The primary tier's get; for a tier read in place, its mapping's (no LRU touch:
+        # only a miss is acted on).
+        self.peek: Callable[[Hashable], Any] = levels[0].get if levels[0].inline is None else levels[0].inline[1].get
+        self.direct_load = (len(levels) == 1 and levels[0].direct and reporter is None
+                            and fail_safe is None and loader_timeouts == (None, None))
         # Rule 1: the primary tier's hit, one plain call (hit.py).
         self.hit = make_hit(levels[0], self.now, self.counts[0], reporter is not None)
 
@@ -512,6 +531,103 @@ class Core:
             if not handed_over:
                 self.guard.end(token)
 
+    # -- a load as plain calls -----------------------------------------------------------
+
+    def start_load(self, key: Hashable, factory: Callable[[], Any], mode: str) -> Flight | None:
+        """:meth:`load_op` on a stack of one in-process tier (``direct_load``), as plain
+        calls: the frontend calls this, then the factory, then :meth:`finish_load` with
+        its result or :meth:`fail_load` with its exception. Returns the load's flight
+        (with stampede protection, the one others join; always the load's write token),
+        or ``None`` when there is more to do than one factory call (a load of the key in
+        flight, an entry in the tier, a backplane to tell, a key or factory to refuse):
+        then drive :meth:`load_op`. The rules are ``load_flow``'s."""
+        if self.publish is not None or not callable(factory):
+            return None
+        loading = _LOADING.get()
+        if loading is not None:
+            self.check_reentrant(key)
+        flights = self.flights.of(mode)
+        self.mutex.acquire()  # not ``with``: half its cost on CPython 3.11
+        try:
+            if key in flights:
+                return None
+            flight = Flight(mode, key, None)
+            if self.stampede:
+                flights[key] = flight
+            self._register_load(flight)
+        except TypeError:  # unhashable: load_op says so
+            return None
+        finally:
+            self.mutex.release()
+        level = self.levels[0]
+        try:
+            entry = self.peek(key)
+        except Exception as exc:
+            self.report(level, a.GET_ERROR)
+            error = self.tier_error(level, "get", exc)
+            self._end_load(flight, None, error)
+            raise error  # noqa: B904 (cause set there)
+        if entry is not None:  # judged by the flow: give the key back to it
+            self._end_load(flight, _ABANDONED, None)
+            return None
+        self.counts[0][_S_MISS] += 1
+        flight.mark = _LOADING.set((self.ident, key, loading))
+        return flight
+
+    def finish_load(self, flight: Flight, result: Any) -> Any:
+        """The factory of :meth:`start_load`'s load returned ``result``: store it as
+        ``load_flow`` would, settle, and return the caller's entry."""
+        _LOADING.reset(flight.mark)
+        level = self.levels[0]
+        try:
+            if result is None or isinstance(result, CacheEntry) or level.policy is not ALWAYS or level.jitter:
+                entry = run_inline(self._store_loaded(flight.key, result, flight.op, flight))
+            else:  # _store_loaded and _write_all for a plain value and one tier, written out
+                flight.writing = True  # marked, then checked: see WriteGuard.enter_write
+                entry = None
+                if not flight.stale:
+                    stamped = new_entry(result, self.now(), None)
+                    outcome, _ = self.insert_direct(level, flight.key, stamped)
+                    if flight.stale:  # an invalidate overtook the write: undo it
+                        run_inline(self._remove([level], flight.key))
+                    elif outcome is ACCEPTED:
+                        entry = stamped
+                if entry is None:
+                    entry = CacheEntry(result)
+        except BaseException as exc:
+            self._end_load(flight, None, exc)
+            raise
+        self._end_load(flight, entry, None)
+        return entry
+
+    def fail_load(self, flight: Flight, exc: BaseException) -> BaseException:
+        """The factory of :meth:`start_load`'s load raised ``exc``: settle, and return
+        what the caller raises (see :meth:`_load_error`). A cancelled leader on a core
+        that hands over leaves the call to its waiters, as in :meth:`_operation`."""
+        _LOADING.reset(flight.mark)
+        if self.handoff and not isinstance(exc, Exception):
+            self._end_load(flight, _ABANDONED, None)
+            return exc
+        error = self._load_error(flight.key, flight.op, exc)
+        self._end_load(flight, None, error)
+        return error
+
+    def _end_load(self, flight: Flight, value: Any, error: BaseException | None) -> None:
+        """End a plain-call load in one section: its write over (``exit_write``), its
+        token released, its flight settled; then wake whoever waits on either."""
+        self.mutex.acquire()
+        try:
+            flight.writing = False
+            done, flight.done = flight.done, None
+            self.guard.discard(flight)
+            signal = self.flights.settle(flight, value, error)
+        finally:
+            self.mutex.release()
+        if signal is not None:
+            signal.set()
+        if done is not None:
+            done.set()
+
     def _load_error(self, key: Hashable, mode: str, exc: BaseException) -> BaseException:
         """What a failed factory raises: for ``try_get_or_insert`` a ``LoaderError`` with
         the original as its cause, otherwise the original, unchanged."""
@@ -541,14 +657,18 @@ class Core:
         return entry if entry is result else CacheEntry(result)
 
     def begin_load(self, key: Hashable) -> WriteToken:
-        """The write token of a load (or reload) of ``key``, which starts now. An
-        invalidate already in flight is detached: one called from now on must remove
-        this load's value, so it may not share an invalidate that began before it."""
+        """The write token of a load (or reload) of ``key``, which starts now."""
         token = WriteToken(key)
         with self.mutex:
-            self.guard.add(token)
-            self.flights.of(a.OP_INVALIDATE).pop(key, None)
+            self._register_load(token)
         return token
+
+    def _register_load(self, token: WriteToken) -> None:
+        """Hold ``token`` for a load that starts now (the caller holds the mutex). An
+        invalidate already in flight is detached: one called from now on must remove
+        this load's value, so it may not share an invalidate that began before it."""
+        self.guard.add(token)
+        self.flights.of(a.OP_INVALIDATE).pop(token.key, None)
 
     def _late(self, key: Hashable, mode: str, token: WriteToken, value: Any,
               error: BaseException | None) -> Flow:
@@ -628,13 +748,14 @@ class Core:
         return outcome, stamped, error
 
     def insert_direct(self, level: Level, key: Hashable, entry: CacheEntry[Any]) -> tuple[InsertOutcome, CacheError | None]:
-        """Write to one in-process tier, telemetry off; never raises."""
+        """Write to one in-process tier, telemetry off (so counted here); never raises."""
+        counts = self.counts[level.index]
         try:
             outcome = level.insert(key, entry)
         except Exception as exc:
-            self.report(level, a.INSERT_ERROR)
+            counts[_S_INSERT_ERROR] += 1
             return REJECTED, self.tier_error(level, "insert", exc)
-        self.report(level, a.INSERTED if outcome is ACCEPTED else a.INSERT_REJECTED)
+        counts[_S_INSERTED if outcome is ACCEPTED else _S_REJECTED] += 1
         return outcome, None
 
     # -- other processes (a backplane) ---------------------------------------------------

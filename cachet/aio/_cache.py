@@ -23,7 +23,6 @@ from .._cache_base import CacheBase
 from .._core.effects import Flow, Load, LoadTimedOut, Spawn
 from .._core.entry import CacheEntry
 from .._core.errors import CacheError
-from .._core.hit import never_hit
 from .._core.policy import InsertOutcome
 from .._core.stack import OPTIONAL, PLAIN, TRY, Core
 from .._decorator import BoundBase, CachedBase, DecoratorBase
@@ -57,7 +56,7 @@ class Cache(CacheBase[K, V]):
         self._needs_tg = needs_task_group
         self._tg: anyio.abc.TaskGroup | None = None
         if needs_task_group:
-            self._hit = never_hit  # until entered: the slow path says why it cannot serve
+            self._serving(False)  # until entered: the slow path says why it cannot serve
 
     @staticmethod
     def builder(clock: Clock | None = None) -> AsyncCacheBuilder[Any, Any]:
@@ -82,21 +81,21 @@ class Cache(CacheBase[K, V]):
         returned. The factory's exceptions propagate unchanged and are never cached."""
         entry = self._hit(key)
         if entry is None:
-            return await self._run(self._core.load_op(key, factory, PLAIN))  # type: ignore[no-any-return]
+            return await self._load(key, factory, PLAIN)  # type: ignore[no-any-return]
         return entry
 
     async def try_get_or_insert(self, key: K, factory: Callable[[], Any]) -> CacheEntry[V]:
         """As :meth:`get_or_insert`, but a factory error is raised as ``LoaderError``."""
         entry = self._hit(key)
         if entry is None:
-            return await self._run(self._core.load_op(key, factory, TRY))  # type: ignore[no-any-return]
+            return await self._load(key, factory, TRY)  # type: ignore[no-any-return]
         return entry
 
     async def optionally_get_or_insert(self, key: K, factory: Callable[[], Any]) -> CacheEntry[V] | None:
         """As :meth:`get_or_insert`, but a factory returning ``None`` caches nothing."""
         entry = self._hit(key)
         if entry is None:
-            return await self._run(self._core.load_op(key, factory, OPTIONAL))  # type: ignore[no-any-return]
+            return await self._load(key, factory, OPTIONAL)  # type: ignore[no-any-return]
         return entry
 
     async def len(self) -> int:
@@ -136,7 +135,7 @@ class Cache(CacheBase[K, V]):
         tg = anyio.create_task_group()
         await tg.__aenter__()
         self._tg = tg
-        self._hit = self._core.hit
+        self._serving(True)
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
@@ -165,7 +164,7 @@ class Cache(CacheBase[K, V]):
         if self._closed:
             return
         self._closed = True
-        self._hit = never_hit
+        self._serving(False)
         for tier in self._owned:
             aclose = getattr(tier, "aclose", None)
             if aclose is not None:
@@ -176,6 +175,21 @@ class Cache(CacheBase[K, V]):
                 await anyio.to_thread.run_sync(tier.close)
 
     # -- carrying out ------------------------------------------------------------------
+
+    async def _load(self, key: K, factory: Callable[[], Any], mode: str) -> Any:
+        """A loader's miss: as plain calls when the core can (``Core.start_load``), else
+        the flow."""
+        core = self._core
+        flight = None if self._start_load is None else self._start_load(key, factory, mode)
+        if flight is None:
+            return await self._run(core.load_op(key, factory, mode))
+        try:
+            result = factory()
+            if hasattr(result, "__await__"):
+                result = await result
+        except BaseException as exc:
+            raise core.fail_load(flight, exc)  # noqa: B904 (the chain is the core's)
+        return core.finish_load(flight, result)
 
     async def _run(self, flow: Flow) -> Any:
         if self._closed or (self._needs_tg and self._tg is None):

@@ -20,7 +20,6 @@ from .._builder import BuilderBase, TierSpec
 from .._cache_base import CacheBase
 from .._core.effects import Flow, Load, LoadTimedOut, Spawn
 from .._core.entry import CacheEntry
-from .._core.hit import never_hit
 from .._core.policy import InsertOutcome
 from .._core.stack import OPTIONAL, PLAIN, TRY, Core
 from .._decorator import BoundBase, CachedBase, DecoratorBase
@@ -77,14 +76,14 @@ class Cache(CacheBase[K, V]):
         factory's exceptions propagate unchanged and are never cached."""
         entry = self._hit(key)
         if entry is None:
-            return self._run(self._core.load_op(key, factory, PLAIN))  # type: ignore[no-any-return]
+            return self._load(key, factory, PLAIN)  # type: ignore[no-any-return]
         return entry
 
     def try_get_or_insert(self, key: K, factory: Callable[[], V | CacheEntry[V]]) -> CacheEntry[V]:
         """As :meth:`get_or_insert`, but a factory error is raised as ``LoaderError``."""
         entry = self._hit(key)
         if entry is None:
-            return self._run(self._core.load_op(key, factory, TRY))  # type: ignore[no-any-return]
+            return self._load(key, factory, TRY)  # type: ignore[no-any-return]
         return entry
 
     def optionally_get_or_insert(
@@ -93,7 +92,7 @@ class Cache(CacheBase[K, V]):
         """As :meth:`get_or_insert`, but a factory returning ``None`` caches nothing."""
         entry = self._hit(key)
         if entry is None:
-            return self._run(self._core.load_op(key, factory, OPTIONAL))  # type: ignore[no-any-return]
+            return self._load(key, factory, OPTIONAL)  # type: ignore[no-any-return]
         return entry
 
     def len(self) -> int:
@@ -131,7 +130,7 @@ class Cache(CacheBase[K, V]):
         if self._closed:
             return
         self._closed = True
-        self._hit = never_hit
+        self._serving(False)
         with self._executor_lock:
             executor, self._executor = self._executor, None
             loaders, self._loaders = self._loaders, None
@@ -151,6 +150,19 @@ class Cache(CacheBase[K, V]):
         self.close()
 
     # -- carrying out ------------------------------------------------------------------
+
+    def _load(self, key: K, factory: Callable[[], Any], mode: str) -> Any:
+        """A loader's miss: as plain calls when the core can (``Core.start_load``), else
+        the flow."""
+        core = self._core
+        flight = None if self._start_load is None else self._start_load(key, factory, mode)
+        if flight is None:
+            return self._run(core.load_op(key, factory, mode))
+        try:
+            result = factory()
+        except BaseException as exc:
+            raise core.fail_load(flight, exc)  # noqa: B904 (the chain is the core's)
+        return core.finish_load(flight, result)
 
     def _run(self, flow: Flow) -> Any:
         if self._closed:

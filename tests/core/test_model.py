@@ -41,6 +41,7 @@ class CoreModel(RuleBasedStateMachine):
         self.model: list[dict[Any, Row]] = [{} for _ in ttls]
         self.started: set[Any] = set()  # keys with a refresh spawned and not yet run
         self.refreshing: set[Any] = set()  # those of them no write has overtaken since
+        self.reloads: dict[Any, Any] = {}  # key -> what the refresh's loader returns, if a load started it
         self.driver = Driver()
         self.values = iter(range(10**9))
 
@@ -58,7 +59,7 @@ class CoreModel(RuleBasedStateMachine):
             mine = self.ttls[j]
             self.model[j][key] = (value, now, mine if left is None else (left if mine is None else min(mine, left)))
 
-    def model_get(self, key: Any, promote: bool = True) -> Any:
+    def model_get(self, key: Any, promote: bool = True, reload: Any = None) -> Any:
         now = self.clock.now()
         for i, tier in enumerate(self.model):
             row = tier.get(key)
@@ -69,6 +70,7 @@ class CoreModel(RuleBasedStateMachine):
             if i == 0 and self.ttr is not None and now - row[1] >= self.ttr and key not in self.started:
                 self.started.add(key)  # one refresh per key at a time
                 self.refreshing.add(key)
+                self.reloads[key] = reload  # a load's refresh may call its factory again
             self.copy_up(key, row, i, 0)
             return row[0]
         return None
@@ -100,7 +102,7 @@ class CoreModel(RuleBasedStateMachine):
     @rule(key=KEYS)
     def load(self, key: Any) -> None:
         value = next(self.values)
-        expected = self.model_get(key)
+        expected = self.model_get(key, reload=value)
         got = self.driver.run(self.core.load_op(key, lambda: value, PLAIN))
         if expected is None:  # a miss everywhere: loaded, stored in every tier
             assert got.value == value and got.cached_at == self.clock.now()
@@ -154,8 +156,9 @@ class CoreModel(RuleBasedStateMachine):
     @rule()
     def run_refreshes(self) -> None:
         """The background refreshes run now: each reads the tiers below the first and
-        copies what is fresh there into the tiers above it. One was spawned for each key
-        the model saw served stale, and no more."""
+        copies what is fresh there into the tiers above it; when nothing below is fresh,
+        a refresh a load started calls its factory again and stores the value in every
+        tier. One was spawned for each key the model saw served stale, and no more."""
         assert len(self.driver.spawned) == len(self.started)
         now = self.clock.now()
         for key in sorted(self.refreshing, key=repr):
@@ -164,7 +167,12 @@ class CoreModel(RuleBasedStateMachine):
                 if row is not None and not expired(row, self.ttls[i], now):
                     self.copy_up(key, row, i, 0)
                     break
+            else:
+                if self.reloads.get(key) is not None:
+                    for tier in self.model:
+                        tier[key] = (self.reloads[key], now, None)
         self.refreshing.clear()
+        self.reloads.clear()
         self.started.clear()
         self.driver.run_spawned()
 
