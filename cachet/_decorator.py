@@ -138,11 +138,14 @@ class CachedBase(Generic[P, R]):
     def _checked_key(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Hashable:
         """The call's key; a ``TypeError`` that says what to do if it is not hashable."""
         key = self._keys(args, kwargs) if kwargs or len(args) != self._nparams else (self._name, *args)
+        self._check_hashable(key)
+        return key
+
+    def _check_hashable(self, key: Hashable) -> None:
         try:
             hash(key)
         except TypeError as exc:
             raise self._keys.unhashable(key, exc) from None
-        return key
 
     def _bind(self, instance: Any, owner: type[Any] | None) -> Any:
         """``__get__``: bind as a function, a classmethod or a staticmethod would."""

@@ -121,6 +121,7 @@ class Core:
         # Soft: with a fail-safe value at hand, serve it after this long. Hard: give up.
         self.soft_timeout, self.hard_timeout = loader_timeouts
         self.flights = Flights(WRITE_DETACHES)  # every operation that can be shared
+        self.invalidates = self.flights.of(a.OP_INVALIDATE)
         self.guard = WriteGuard(mutex)
         self.refreshing: set[tuple[int, Hashable]] = set()
         # A refresh that failed is retried only after its tier's ``retry_after``.
@@ -546,7 +547,7 @@ class Core:
         loading = _LOADING.get()
         if loading is not None:
             self.check_reentrant(key)
-        flights = self.flights.of(mode)
+        flights = self.flights.by_op[mode]
         self.mutex.acquire()  # not ``with``: half its cost on CPython 3.11
         try:
             if key in flights:
@@ -668,7 +669,7 @@ class Core:
         invalidate already in flight is detached: one called from now on must remove
         this load's value, so it may not share an invalidate that began before it."""
         self.guard.add(token)
-        self.flights.of(a.OP_INVALIDATE).pop(token.key, None)
+        self.invalidates.pop(token.key, None)
 
     def _late(self, key: Hashable, mode: str, token: WriteToken, value: Any,
               error: BaseException | None) -> Flow:

@@ -283,20 +283,25 @@ class AsyncCachedFunction(CachedBase[P, R]):
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if kwargs or len(args) != self._nparams:
-            return await self._load(args, kwargs)
-        entry = self.cache._hit(self._prefix + args)  # the key (name, *args)
+            return await self._load(args, kwargs, None)
+        key = self._prefix + args  # the key (name, *args)
+        entry = self.cache._hit(key)
         if entry is None:
-            return await self._load(args, kwargs)
+            return await self._load(args, kwargs, key)
         return entry.value  # type: ignore[no-any-return]
 
-    async def _load(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        key = self._checked_key(args, kwargs)  # get_or_insert looks the key up itself
+    async def _load(self, args: tuple[Any, ...], kwargs: dict[str, Any], missed: Hashable | None) -> R:
+        """The call through ``get_or_insert``, or past its hit with the key that ``missed``."""
         fn, make = self._fn, self._entry
 
         async def load() -> Any:
             return make(await fn(*args, **kwargs))
 
-        entry = await self.cache.get_or_insert(key, load)
+        if missed is None:
+            entry = await self.cache.get_or_insert(self._checked_key(args, kwargs), load)
+        else:
+            self._check_hashable(missed)
+            entry = await self.cache._load(missed, load, PLAIN)
         return entry.value  # type: ignore[no-any-return]
 
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:

@@ -243,16 +243,25 @@ class CachedFunction(CachedBase[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if kwargs or len(args) != self._nparams:
-            return self._load(args, kwargs)
-        entry = self.cache._hit(self._prefix + args)  # the key (name, *args)
+            return self._load(args, kwargs, None)
+        key = self._prefix + args  # the key (name, *args)
+        entry = self.cache._hit(key)
         if entry is None:
-            return self._load(args, kwargs)
+            return self._load(args, kwargs, key)
         return entry.value  # type: ignore[no-any-return]
 
-    def _load(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
-        key = self._checked_key(args, kwargs)  # get_or_insert looks the key up itself
+    def _load(self, args: tuple[Any, ...], kwargs: dict[str, Any], missed: Hashable | None) -> R:
+        """The call through ``get_or_insert``, or past its hit with the key that ``missed``."""
         fn, make = self._fn, self._entry
-        entry = self.cache.get_or_insert(key, lambda: make(fn(*args, **kwargs)))
+
+        def load() -> Any:
+            return make(fn(*args, **kwargs))
+
+        if missed is None:
+            entry = self.cache.get_or_insert(self._checked_key(args, kwargs), load)
+        else:
+            self._check_hashable(missed)
+            entry = self.cache._load(missed, load, PLAIN)
         return entry.value  # type: ignore[no-any-return]
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
