@@ -24,6 +24,7 @@ from ._core.level import Level
 from ._core.policy import ExpirationPolicy, FailSafe, InsertPolicy, TimeToRefresh
 from ._core.stack import Core
 from ._core.stats import STAT_OF_EVENT
+from ._core.tier import AsyncTier, Tier
 from .serialize import encoded_tier
 from .tiers._memory import MemoryTier, check_memory_args
 
@@ -110,8 +111,9 @@ class BuilderBase(Generic[K, V]):
 
         return self._set_storage("memory", make)
 
-    def storage(self: B, tier: Any) -> B:
-        """Any object implementing the tier protocol (``get``, ``insert``, ``invalidate``, ``clear``)."""
+    def storage(self: B, tier: Tier[Any] | AsyncTier[Any]) -> B:
+        """Any object implementing the tier protocol (:class:`cachet.tiers.Tier`, or
+        :class:`cachet.tiers.AsyncTier` on ``cachet.aio``)."""
         missing = [m for m in _TIER_METHODS if not callable(getattr(tier, m, None))]
         if missing:
             self._problems.append(
@@ -189,12 +191,27 @@ class BuilderBase(Generic[K, V]):
         self._ttr = ttr if isinstance(ttr, TimeToRefresh) else TimeToRefresh(ttr)
         return self
 
-    def fallback(self: B, below: BuilderBase[Any, Any] | Any) -> B:
-        """The next tier below this one: a builder (chains nest) or a tier object."""
+    def fallback(self: B, below: BuilderBase[Any, Any] | Tier[Any] | AsyncTier[Any]) -> B:
+        """The next tier below this one: a builder (with its own chain) or a tier object.
+        Chains nest: ``b1.fallback(b2).fallback(b3)`` is the stack b1 -> b2 -> b3, each
+        call adding below the bottom of the chain; a builder already in it is refused."""
         if not isinstance(below, BuilderBase):
             below = type(self)(self._clock).storage(below)
-        self._fallback = below
+        mine = self._chain()
+        theirs = below._chain()
+        if any(b in mine for b in theirs):
+            raise ValueError("fallback(): that builder is already in this chain; a tier can appear only once")
+        mine[-1]._fallback = below
         return self
+
+    def _chain(self) -> list[BuilderBase[Any, Any]]:
+        """This builder and the ones below it, top first."""
+        chain: list[BuilderBase[Any, Any]] = []
+        node: BuilderBase[Any, Any] | None = self
+        while node is not None and node not in chain:
+            chain.append(node)
+            node = node._fallback
+        return chain
 
     def serialize(
         self: B, codec: Any = None, *, secret: bytes | str | None = None,

@@ -503,3 +503,50 @@ async def test_unhashable_key_raises_type_error_naming_the_type(frontend, clock)
             await c.get(["a"])
         with pytest.raises(TypeError, match="list"):
             await c.insert(["a"], 1)
+
+
+def _chain_built(frontend, clock, tiers, how):
+    b = frontend.builder
+    top, mid, low = (b(clock).name(f"t{i}").storage(t) for i, t in enumerate(tiers))
+    if how == "appended":  # b1.fallback(b2).fallback(b3): each call adds below the bottom
+        return top.fallback(mid).fallback(low).build()
+    return top.fallback(mid.fallback(low)).build()  # nested: b1.fallback(b2.fallback(b3))
+
+
+@pytest.mark.parametrize("how", ["appended", "nested"])
+async def test_fallback_chains_of_three_keep_all_three_tiers(frontend, clock, how) -> None:
+    tiers = [MockTier(), MockTier(), MockTier.with_data({"k": CacheEntry("v", clock.now())})]
+    cache = _chain_built(frontend, clock, tiers, how)
+    assert list(cache.stats()["tiers"]) == ["t0", "t1", "t2"]
+    async with frontend.open(cache) as c:
+        assert (await c.get("k")).value == "v"
+        await c.insert("w", 1)
+    assert tiers[0].contains_key("k") and tiers[1].contains_key("k")
+    assert all(t.contains_key("w") for t in tiers)
+
+
+@pytest.mark.parametrize("how", ["tier object", "builder"])
+async def test_fallback_chains_of_two_and_a_tier_object_appended(frontend, clock, how) -> None:
+    tiers = [MockTier(), MockTier(), MockTier()]
+    b = frontend.builder
+    top = b(clock).name("t0").storage(tiers[0])
+    below = tiers[1] if how == "tier object" else b(clock).name("t1").storage(tiers[1])
+    two = top.fallback(below)
+    assert len(two.build().stats()["tiers"]) == 2
+    three = two.fallback(tiers[2])
+    cache = three.build()
+    async with frontend.open(cache) as c:
+        await c.insert("k", 1)
+    assert all(t.contains_key("k") for t in tiers)
+
+
+async def test_a_builder_already_in_the_chain_is_refused(frontend, clock) -> None:
+    b = frontend.builder
+    top, mid = b(clock).memory(10), b(clock).storage(MockTier())
+    top.fallback(mid)
+    with pytest.raises(ValueError, match="already in this chain"):
+        top.fallback(mid)
+    with pytest.raises(ValueError, match="already in this chain"):
+        top.fallback(top)
+    with pytest.raises(ValueError, match="already in this chain"):
+        mid.fallback(top)

@@ -15,6 +15,8 @@ from typing import Any
 from typing_extensions import assert_type
 
 import cachet
+import cachet.testing
+import cachet.tiers
 
 cache: cachet.Cache[Any, Any] = cachet.Cache.builder().memory(100).build()
 acache: cachet.AsyncCache[Any, Any] = cachet.AsyncCache.builder().memory(100).build()
@@ -75,3 +77,10 @@ async def use() -> None:
     await client.get.invalidate("/")
     assert_type(await Client.get(client, "/"), list[str])
     assert_type(client.get.key("/"), Hashable)
+
+
+# The built-in tiers satisfy the tier protocols (byte tiers take bytes keys).
+memory_tier: cachet.tiers.Tier[Hashable] = cachet.tiers.MemoryTier(10)
+sqlite_tier: cachet.tiers.Tier[bytes] = cachet.tiers.SQLiteTier(":memory:")
+mock_tier: cachet.tiers.Tier[Hashable] = cachet.testing.MockTier()
+with_tiers = cachet.Cache.builder().storage(memory_tier).fallback(sqlite_tier).build()

@@ -9,6 +9,7 @@ from typing import Any
 from .entry import CacheEntry
 from .freshness import copy_ttl, judge
 from .policy import ExpirationPolicy, InsertPolicy
+from .tier import AsyncTier, Tier
 
 
 class Level:
@@ -39,7 +40,7 @@ class Level:
         self,
         *,
         name: str,
-        tier: Any,
+        tier: Tier[Any] | AsyncTier[Any],
         ops: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any], Callable[..., Any]],
         length: Callable[[], Any] | None,
         ttl: float | None,

@@ -1,14 +1,16 @@
-"""Built-in storage tiers."""
+"""Built-in storage tiers, and the protocols a tier of your own implements."""
 
 from typing import TYPE_CHECKING, Any
 
+from .._core.tier import AsyncTier as AsyncTier
+from .._core.tier import Tier as Tier
 from ._memory import MemoryTier as MemoryTier
 from ._sqlite import SQLiteTier as SQLiteTier
 
 if TYPE_CHECKING:
     from ._redis import RedisTier as RedisTier
 
-__all__ = ["MemoryTier", "SQLiteTier", "RedisTier"]
+__all__ = ["AsyncTier", "MemoryTier", "RedisTier", "SQLiteTier", "Tier"]
 
 
 def __getattr__(name: str) -> Any:
