@@ -33,6 +33,7 @@ P2 = ParamSpec("P2")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 S = TypeVar("S")
+C = TypeVar("C")
 
 KeyFn = Callable[..., Hashable]
 
@@ -115,7 +116,7 @@ class CachedBase(Generic[P, R]):
 
     cache: Any
     __wrapped__: Callable[..., Any]
-    _bound: type[BoundBase[Any, Any]]  # the class of this wrapper bound to an instance
+    _bound: type[BoundBase[Any, Any, Any]]  # the class of this wrapper bound to an instance
 
     def __init__(self, cache: Any, fn: Callable[..., Any], kind: str, key: KeyFn | None,
                  ttl: float | None) -> None:
@@ -159,8 +160,9 @@ class CachedBase(Generic[P, R]):
         return f"<cached {self._name} of {self.cache!r}>"
 
 
-class BoundBase(Generic[P, R]):
-    """A cached function bound to an instance (or, for a classmethod, a class)."""
+class BoundBase(Generic[P, R, C]):
+    """A cached function bound to an instance (or, for a classmethod, a class); ``C`` is
+    the type of its cache."""
 
     __slots__ = ("__func__", "__self__")
 
@@ -171,6 +173,11 @@ class BoundBase(Generic[P, R]):
     def key(self, *args: P.args, **kwargs: P.kwargs) -> Hashable:
         """The cache key of this call on this instance."""
         return self.__func__.key(self.__self__, *args, **kwargs)  # type: ignore[no-any-return]
+
+    @property
+    def cache(self) -> C:
+        """The cache behind the function."""
+        return self.__func__.cache  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         return f"<bound {self.__func__!r} of {self.__self__!r}>"

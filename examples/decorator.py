@@ -1,5 +1,8 @@
 """``@cache.cached()`` on a blocking function, a method, and a coroutine function
-(run on asyncio and on trio), with a ManualClock to show the TTL."""
+(run on asyncio and on trio), with a ManualClock to show the TTL.
+
+The trio run needs trio: ``pip install 'cachet[trio]'``.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""A trio program using the same cache configuration as the asyncio service."""
+"""A trio program using the same cache configuration as the asyncio service.
+
+Needs trio: ``pip install 'cachet[trio]'``.
+"""
 
 from __future__ import annotations
 

@@ -215,3 +215,24 @@ async def test_an_entry_that_lands_between_the_hit_and_the_load_is_judged_by_the
         return got.value, (await c.get("k")).value
 
     assert await both(frontend, clock, scenario, stampede=stampede) == ("new", "new")
+
+
+@pytest.mark.filterwarnings("error")  # a coroutine left unawaited would warn
+@pytest.mark.parametrize("stack", ["one tier", "two tiers"])
+@pytest.mark.parametrize("method", ["get_or_insert", "try_get_or_insert", "optionally_get_or_insert"])
+def test_a_sync_cache_refuses_a_coroutine_factory_clearly(stack, method) -> None:
+    import cachet
+
+    b = cachet.Cache.builder().memory(10).stampede_protection()
+    if stack == "two tiers":
+        b = b.fallback(cachet.Cache.builder().storage(MockTier()))
+    cache = b.build()
+
+    async def fetch() -> int:
+        return 1
+
+    with pytest.raises(TypeError, match=r"returned a coroutine \(.*fetch\).*cachet.aio.Cache"):
+        getattr(cache, method)("k", fetch)
+    assert cache.get("k") is None
+    assert len(cache._core.flights) == 0 and len(cache._core.guard) == 0
+    assert getattr(cache, method)("k", lambda: 2).value == 2  # the key is not stuck

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Hashable
 from contextvars import ContextVar
 from functools import partial
+from types import CoroutineType
 from typing import Any
 
 from . import attributes as a
@@ -82,6 +83,17 @@ def run_inline(flow: Flow) -> Any:
         return stop.value
     flow.close()
     raise AssertionError(f"a flow run inline yielded {effect!r}")
+
+
+def refuse_coroutine(result: CoroutineType[Any, Any, Any]) -> None:
+    """A factory returned a coroutine to a cache that does not await: close it (no
+    "never awaited" warning) and say what to do."""
+    name = result.__qualname__
+    result.close()
+    raise TypeError(
+        f"the factory returned a coroutine ({name}): a cachet.sync.Cache does not await; "
+        f"pass a plain function, or use a cachet.aio.Cache"
+    )
 
 
 def unhashable(key: Any) -> TypeError:
@@ -464,6 +476,8 @@ class Core:
                 factory, mode = loader
                 try:
                     result = yield Load(factory)
+                    if type(result) is CoroutineType:
+                        refuse_coroutine(result)
                 except Exception:
                     result = None
                     mode = OPTIONAL  # a failed reload changes nothing
@@ -581,7 +595,8 @@ class Core:
         _LOADING.reset(flight.mark)
         level = self.levels[0]
         try:
-            if result is None or isinstance(result, CacheEntry) or level.policy is not ALWAYS or level.jitter:
+            if (result is None or isinstance(result, CacheEntry) or type(result) is CoroutineType
+                    or level.policy is not ALWAYS or level.jitter):
                 entry = run_inline(self._store_loaded(flight.key, result, flight.op, flight))
             else:  # _store_loaded and _write_all for a plain value and one tier, written out
                 flight.writing = True  # marked, then checked: see WriteGuard.enter_write
@@ -641,7 +656,10 @@ class Core:
     def _store_loaded(self, key: Hashable, result: Any, mode: str, token: WriteToken) -> Flow:
         """A factory's ``result``: ``None`` caches nothing for ``optionally_*``; a value is
         stamped now and written (not if an invalidate or insert came first). Returns the
-        entry the caller gets: as stored, or unstamped if no tier stored it."""
+        entry the caller gets: as stored, or unstamped if no tier stored it. A coroutine
+        is refused (only a sync frontend lets one through: it does not await)."""
+        if type(result) is CoroutineType:
+            refuse_coroutine(result)
         if result is None and mode is OPTIONAL:
             return None
         if isinstance(result, CacheEntry):

@@ -13,19 +13,19 @@ and loads that outlive their timeout run in the cache's own task group, opened b
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Hashable
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Protocol, overload
 
 import anyio
 import anyio.abc
 
 from .._builder import BuilderBase, TierSpec
-from .._cache_base import CacheBase
+from .._cache_base import CacheBase, K, V
 from .._core.effects import Flow, Load, LoadTimedOut, Spawn
 from .._core.entry import CacheEntry
 from .._core.errors import CacheError
 from .._core.policy import InsertOutcome
 from .._core.stack import OPTIONAL, PLAIN, TRY, Core
-from .._decorator import BoundBase, CachedBase, DecoratorBase
+from .._decorator import P2, BoundBase, CachedBase, DecoratorBase, P, R, R_co, S
 from . import _tiers
 from ._driver import drive
 
@@ -33,14 +33,6 @@ if TYPE_CHECKING:
     from typing_extensions import Self
 
     from .._core.clock import Clock
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-P = ParamSpec("P")
-P2 = ParamSpec("P2")
-R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
-S = TypeVar("S")
 
 
 class Cache(CacheBase[K, V]):
@@ -317,7 +309,7 @@ class AsyncCachedFunction(CachedBase[P, R]):
         return self._bind(instance, owner)
 
 
-class BoundAsyncCachedFunction(BoundBase[P, R]):
+class BoundAsyncCachedFunction(BoundBase[P, R, "Cache[Any, Any]"]):
     """An :class:`AsyncCachedFunction` bound to an instance (or a class)."""
 
     __slots__ = ()
@@ -328,11 +320,6 @@ class BoundAsyncCachedFunction(BoundBase[P, R]):
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
         """Remove the entry of this call (on this instance) from every tier."""
         await self.__func__.invalidate(self.__self__, *args, **kwargs)
-
-    @property
-    def cache(self) -> Cache[Any, Any]:
-        """The cache behind the function."""
-        return self.__func__.cache  # type: ignore[no-any-return]
 
 
 AsyncCachedFunction._bound = BoundAsyncCachedFunction

@@ -14,29 +14,21 @@ import threading
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, Protocol, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, Protocol, overload
 
 from .._builder import BuilderBase, TierSpec
-from .._cache_base import CacheBase
+from .._cache_base import CacheBase, K, V
 from .._core.effects import Flow, Load, LoadTimedOut, Spawn
 from .._core.entry import CacheEntry
 from .._core.policy import InsertOutcome
 from .._core.stack import OPTIONAL, PLAIN, TRY, Core
-from .._decorator import BoundBase, CachedBase, DecoratorBase
+from .._decorator import P2, BoundBase, CachedBase, DecoratorBase, P, R, R_co, S
 from ._driver import drive
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
     from .._core.clock import Clock
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
-P = ParamSpec("P")
-P2 = ParamSpec("P2")
-R = TypeVar("R")
-R_co = TypeVar("R_co", covariant=True)
-S = TypeVar("S")
 
 
 class Cache(CacheBase[K, V]):
@@ -277,7 +269,7 @@ class CachedFunction(CachedBase[P, R]):
         return self._bind(instance, owner)
 
 
-class BoundCachedFunction(BoundBase[P, R]):
+class BoundCachedFunction(BoundBase[P, R, "Cache[Any, Any]"]):
     """A :class:`CachedFunction` bound to an instance (or, for a classmethod, a class)."""
 
     __slots__ = ()
@@ -288,11 +280,6 @@ class BoundCachedFunction(BoundBase[P, R]):
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
         """Remove the entry of this call (on this instance) from every tier."""
         self.__func__.invalidate(self.__self__, *args, **kwargs)
-
-    @property
-    def cache(self) -> Cache[Any, Any]:
-        """The cache behind the function."""
-        return self.__func__.cache  # type: ignore[no-any-return]
 
 
 CachedFunction._bound = BoundCachedFunction
