@@ -44,7 +44,8 @@ from typing import Any, Protocol, runtime_checkable
 import cloudpickle
 
 from ._core.entry import CacheEntry, new_entry
-from ._core.errors import SerializationError
+from ._core.errors import DecodeError as DecodeError
+from ._core.errors import SerializationError, check_stamps
 from ._core.policy import InsertOutcome
 
 try:  # pragma: no cover - depends on the environment
@@ -164,14 +165,6 @@ def _std_json_dumps(value: Any) -> bytes:
 
 
 # -- framing and signing ---------------------------------------------------------------
-
-
-class DecodeError(SerializationError):
-    """A payload could not be decoded (empty, wrong version or codec, corrupt, badly signed).
-
-    Raised by :meth:`Serializer.loads`; an encoded tier turns it into a miss and passes it
-    to its ``on_decode_error`` hook instead of raising it.
-    """
 
 
 class KeyEncodingError(SerializationError, TypeError):
@@ -402,8 +395,7 @@ class _EncodedBase:
         """The entry for a byte tier's ``get_row`` result (one entry built, not two)."""
         payload, cached_at, ttl = row
         try:
-            if ttl is not None and not (type(ttl) is float and ttl > 0):
-                raise DecodeError(f"the stored ttl {ttl!r} is not a positive number of seconds")
+            check_stamps(cached_at, ttl)
             value = self._loads(payload)
         except Exception as exc:  # DecodeError, or anything a broken byte tier handed back
             self._failed(key, exc)
@@ -412,6 +404,7 @@ class _EncodedBase:
 
     def _decoded(self, key: bytes, stored: CacheEntry[Any]) -> CacheEntry[Any] | None:
         try:
+            check_stamps(stored.cached_at, stored.ttl)
             value = self._loads(stored.value)
         except Exception as exc:  # DecodeError, or anything a broken byte tier handed back
             self._failed(key, exc)
@@ -458,7 +451,11 @@ class EncodedTier(_EncodedBase):
             encode_key(key))
         get_row = self._get_row
         if get_row is not None:  # the inner tier can skip building an entry of bytes
-            row = get_row(k)
+            try:
+                row = get_row(k)
+            except DecodeError as exc:  # a record the byte tier did not write
+                self._failed(k, exc)
+                return None
             return None if row is None else self._from_row(k, row)
         stored = self.inner.get(k)
         if stored is None:
@@ -495,7 +492,11 @@ class AsyncEncodedTier(_EncodedBase):
         k = key.encode("utf-8", "surrogatepass") if type(key) is str and len(key) <= _SHORT_STR else (
             encode_key(key))
         if self._get_row is not None:  # as EncodedTier.get
-            row = await self._get_row(k)
+            try:
+                row = await self._get_row(k)
+            except DecodeError as exc:
+                self._failed(k, exc)
+                return None
             return None if row is None else self._from_row(k, row)
         stored = await self.inner.get(k)
         if stored is None:

@@ -531,12 +531,13 @@ def test_a_redis_tier_signed_by_its_own_builder_builds(server: RedisServer, raw:
         cache.close()
 
 
-def test_a_record_reads_back_as_written_and_anything_else_as_nothing() -> None:
+def test_a_record_reads_back_as_written_and_anything_else_as_a_decode_error() -> None:
     """``decode_row`` (what ``get`` and the boundary read) gives back every record
-    ``encode_record`` writes, and ``None`` for the ones this tier did not write or that
-    are corrupt."""
+    ``encode_record`` writes, and raises ``DecodeError`` for the ones this tier did not
+    write or that are corrupt (the boundary counts each and reads a miss)."""
     import struct
 
+    from cachet.serialize import DecodeError
     from cachet.tiers._redis import decode_row, encode_record
 
     entries = [CacheEntry(b"v", at, ttl) for at in (None, 1_000.5) for ttl in (None, 30.0)]
@@ -545,12 +546,16 @@ def test_a_record_reads_back_as_written_and_anything_else_as_nothing() -> None:
     good = encode_record(entries[-1])
     bad = [b"", b"x", good[:5], b"\x09" + good[1:],  # short, foreign, truncated, other format
            good[:1] + b"\x7f" + good[2:]]  # unknown flags
-    header = struct.Struct("<BBdd")  # a corrupt ttl: zero, negative, NaN
-    for ttl in (0.0, -1.0, float("nan")):
+    header = struct.Struct("<BBdd")
+    stamps = [(1.0, 0.0), (1.0, -1.0), (1.0, float("nan")), (1.0, float("inf")),  # ttl
+              (float("nan"), 30.0), (float("inf"), 30.0), (float("-inf"), 30.0)]  # cached_at
+    for at, ttl in stamps:
         body = bytearray(good)
-        body[:header.size] = header.pack(body[0], body[1], 1.0, ttl)
+        body[:header.size] = header.pack(body[0], body[1], at, ttl)
         bad.append(bytes(body))
-    assert [decode_row(raw) for raw in bad] == [None] * len(bad)
+    for raw in bad:
+        with pytest.raises(DecodeError):
+            decode_row(raw)
 
 
 # -- direct reads (tiers/_redis_direct.py) ---------------------------------------------

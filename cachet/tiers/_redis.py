@@ -46,7 +46,7 @@ import anyio.to_thread
 
 from .._core.clock import Clock
 from .._core.entry import CacheEntry
-from .._core.errors import TierError
+from .._core.errors import DecodeError, TierError, check_stamps
 from .._core.policy import InsertOutcome
 
 try:  # redis is an optional dependency: `pip install 'cachet[redis]'`
@@ -92,19 +92,18 @@ def encode_record(entry: CacheEntry[bytes]) -> bytes:
     return _HEADER.pack(RECORD_FORMAT, flags, at or 0.0, ttl or 0.0) + bytes(value)
 
 
-def decode_row(raw: bytes) -> tuple[bytes, float | None, float | None] | None:
-    """The stored ``(value, cached_at, ttl)`` in ``raw``, or ``None`` for anything this
-    tier did not write (another format, unknown flags, a ttl that is not positive)."""
+def decode_row(raw: bytes) -> tuple[bytes, float | None, float | None]:
+    """The stored ``(value, cached_at, ttl)`` in ``raw``; ``DecodeError`` for anything this
+    tier did not write (too short, another format, unknown flags, stamps that are not
+    finite or a ttl that is not positive), which the boundary above counts as a miss."""
     if len(raw) < _HEADER_SIZE or raw[0] != RECORD_FORMAT:
-        return None
+        raise DecodeError("not a record this tier wrote (too short, or another format)")
     _, flags, at, ttl = _HEADER.unpack_from(raw)
     if flags > (_HAS_AT | _HAS_TTL):
-        return None
-    if not flags & _HAS_TTL:
-        ttl = None
-    elif not ttl > 0:  # a corrupt ttl (<= 0, NaN)
-        return None
-    return raw[_HEADER_SIZE:], at if flags & _HAS_AT else None, ttl
+        raise DecodeError(f"not a record this tier wrote (unknown flags {flags:#x})")
+    row = raw[_HEADER_SIZE:], at if flags & _HAS_AT else None, ttl if flags & _HAS_TTL else None
+    check_stamps(row[1], row[2])
+    return row
 
 
 def _escape_glob(text: bytes) -> bytes:
@@ -340,7 +339,10 @@ class SyncRedisTier(RedisTier):
 
     def get(self, key: bytes) -> CacheEntry[bytes] | None:
         """The entry stored under ``key``, or ``None`` (absent, or not written by this tier)."""
-        row = self.get_row(key)
+        try:
+            row = self.get_row(key)
+        except DecodeError:  # a boundary above counts these; a bare tier reads a miss
+            return None
         return None if row is None else CacheEntry(*row)
 
     def get_row(self, key: bytes) -> tuple[bytes, float | None, float | None] | None:
@@ -535,7 +537,10 @@ class AsyncRedisTier(RedisTier):
 
     async def get(self, key: bytes) -> CacheEntry[bytes] | None:
         """The entry stored under ``key``, or ``None`` (absent, or not written by this tier)."""
-        row = await self.get_row(key)
+        try:
+            row = await self.get_row(key)
+        except DecodeError:  # a boundary above counts these; a bare tier reads a miss
+            return None
         return None if row is None else CacheEntry(*row)
 
     async def get_row(self, key: bytes) -> tuple[bytes, float | None, float | None] | None:

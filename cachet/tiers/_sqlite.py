@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 from .._core.clock import Clock, SystemClock
 from .._core.entry import CacheEntry
-from .._core.errors import TierError
+from .._core.errors import DecodeError, TierError, check_stamps
 from .._core.policy import InsertOutcome
 
 T = TypeVar("T")
@@ -163,7 +163,10 @@ class SQLiteTier:
 
     def get(self, key: bytes) -> CacheEntry[bytes] | None:
         """The entry stored for ``key``, or ``None`` if there is none or it has expired."""
-        row = self.get_row(key)
+        try:
+            row = self.get_row(key)
+        except DecodeError:  # a damaged row: a miss (a boundary above counts it)
+            return None
         return None if row is None else CacheEntry(*row)
 
     def get_row(self, key: bytes) -> tuple[bytes, float | None, float | None] | None:
@@ -185,8 +188,7 @@ class SQLiteTier:
         if row is None:
             return None
         cached_at, ttl = row[1], row[2]
-        if ttl is not None and not (type(ttl) is float and ttl > 0):
-            return None  # not a ttl this tier wrote (a damaged file): a miss
+        check_stamps(cached_at, ttl)  # stamps this tier did not write (a damaged file): DecodeError
         eff = ttl if ttl is not None else self.ttl
         if eff is not None:
             now = self._now()

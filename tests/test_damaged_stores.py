@@ -1,0 +1,94 @@
+"""Stores damaged by hand, read through a cache on sync, asyncio and trio: every damaged
+row or value is a miss, counted in the tier's ``decode_errors``, and the next load
+replaces it (never an error that sticks, never an entry that cannot expire)."""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+import uuid
+from typing import Any
+
+import pytest
+
+from cachet import CacheEntry
+
+pytestmark = pytest.mark.anyio
+
+DAMAGE = {  # column -> (key, the value written over it)
+    "cached_at": [("at-text", "yesterday"), ("at-blob", b"\x00\x01"), ("at-inf", float("inf")),
+                  ("at-minus-inf", float("-inf"))],
+    "ttl": [("ttl-text", "soon"), ("ttl-blob", b"\x00"), ("ttl-zero", 0.0), ("ttl-inf", float("inf"))],
+}
+KEYS = [key for rows in DAMAGE.values() for key, _ in rows]
+
+
+def over_sqlite(frontend: Any, clock: Any, db: str) -> Any:
+    below = frontend.builder(clock).name("l2").sqlite(db)
+    return frontend.builder(clock).name("l1").memory(100).fallback(below).build()
+
+
+async def test_damaged_sqlite_rows_read_as_counted_misses_and_are_replaced(frontend, clock, tmp_path) -> None:
+    db = str(tmp_path / "cache.db")
+    async with frontend.open(over_sqlite(frontend, clock, db)) as c:
+        for key in KEYS:
+            await c.insert(key, CacheEntry(f"old {key}", None, 3600.0))
+    conn = sqlite3.connect(db)
+    for column, rows in DAMAGE.items():
+        for key, bad in rows:
+            conn.execute(f"UPDATE cachet_v1 SET {column} = ? WHERE key = ?", (bad, key.encode()))
+    conn.commit()
+    conn.close()
+
+    async with frontend.open(over_sqlite(frontend, clock, db)) as c:
+        for key in KEYS:
+            assert await c.get(key) is None
+        assert c.stats()["tiers"]["l2"]["decode_errors"] == len(KEYS)
+        for key in KEYS:
+            got = await c.get_or_insert(key, frontend.factory(lambda key=key: f"new {key}"))
+            assert got.value == f"new {key}"
+    async with frontend.open(over_sqlite(frontend, clock, db)) as c:  # the rows were replaced
+        for key in KEYS:
+            assert (await c.get(key)).value == f"new {key}"
+        assert c.stats()["tiers"]["l2"]["decode_errors"] == 0
+
+
+HEADER = struct.Struct("<BBdd")  # the Redis tier's record header: format, flags, cached_at, ttl
+
+
+@pytest.mark.redis
+async def test_damaged_redis_values_read_as_counted_misses_and_are_replaced(frontend, clock, server) -> None:
+    redis = pytest.importorskip("redis")
+    ns = f"t-{uuid.uuid4().hex[:12]}"
+
+    def cache() -> Any:
+        below = frontend.builder(clock).name("l2").redis(server.url, namespace=ns)
+        return frontend.builder(clock).name("l1").memory(100).serialize(secret=b"s").fallback(below).build()
+
+    async with frontend.open(cache()) as c:
+        await c.insert("good", "v")
+    raw = redis.Redis.from_url(server.url)
+    try:
+        good = raw.get(f"{ns}:good".encode())
+        body = good[HEADER.size:]
+        damaged = {
+            "garbage": b"not a record", "empty": b"", "truncated": good[:7],
+            "flags": good[:1] + b"\x7f" + good[2:],
+            "nan-at": HEADER.pack(good[0], 3, float("nan"), 60.0) + body,
+            "inf-at": HEADER.pack(good[0], 3, float("inf"), 60.0) + body,
+            "nan-ttl": HEADER.pack(good[0], 3, clock.now(), float("nan")) + body,
+            "moved-payload-bad-sig": good[:HEADER.size] + body[:-1] + bytes([body[-1] ^ 1]),
+        }
+        for key, value in damaged.items():
+            raw.set(f"{ns}:{key}".encode(), value)
+        async with frontend.open(cache()) as c:
+            for key in damaged:
+                assert await c.get(key) is None, key
+            assert c.stats()["tiers"]["l2"]["decode_errors"] == len(damaged)
+            for key in damaged:
+                assert (await c.get_or_insert(key, frontend.factory(lambda: "new"))).value == "new"
+        async with frontend.open(cache()) as c:
+            for key in damaged:
+                assert (await c.get(key)).value == "new"
+    finally:
+        raw.close()
