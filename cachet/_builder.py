@@ -288,13 +288,7 @@ class BuilderBase(Generic[K, V]):
     def _specs(self) -> list[TierSpec]:
         """Flatten the chain into validated tier specs, or raise one ``ValueError``."""
         problems: list[str] = []
-        chain: list[BuilderBase[Any, Any]] = []
-        node: BuilderBase[Any, Any] | None = self
-        while node is not None:
-            if node in chain:
-                raise ValueError("the fallback chain loops back on itself")
-            chain.append(node)
-            node = node._fallback
+        chain = self._chain()  # fallback() keeps it free of loops
         specs: list[TierSpec] = []
         seen: set[str] = set()
         codec: Any = None

@@ -43,9 +43,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import cloudpickle
 
-from ._core.entry import CacheEntry, new_entry
+from ._core.entry import CacheEntry, check_stamps, new_entry
 from ._core.errors import DecodeError as DecodeError
-from ._core.errors import SerializationError, check_stamps
+from ._core.errors import SerializationError
 from ._core.policy import InsertOutcome
 
 try:  # pragma: no cover - depends on the environment

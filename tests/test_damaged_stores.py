@@ -77,7 +77,7 @@ async def test_damaged_redis_values_read_as_counted_misses_and_are_replaced(fron
             "nan-at": HEADER.pack(good[0], 3, float("nan"), 60.0) + body,
             "inf-at": HEADER.pack(good[0], 3, float("inf"), 60.0) + body,
             "nan-ttl": HEADER.pack(good[0], 3, clock.now(), float("nan")) + body,
-            "moved-payload-bad-sig": good[:HEADER.size] + body[:-1] + bytes([body[-1] ^ 1]),
+            "flipped-byte": good[:HEADER.size] + body[:-1] + bytes([body[-1] ^ 1]),  # fails the signature
         }
         for key, value in damaged.items():
             raw.set(f"{ns}:{key}".encode(), value)

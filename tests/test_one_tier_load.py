@@ -32,40 +32,44 @@ def build(frontend: Any, clock: Any, path: str, tier: Any = None, *, policy: Any
     return cache
 
 
-async def opened(frontend: Any, cache: Any, path: str) -> Any:
-    """The cache's awaitable view, with the plain-call load turned off for ``flow``."""
-    if path == "flow":
-        cache._serving(True)
-        cache._start_load = None
-    return cache
-
-
 def settled(cache: Any) -> None:
     core = cache._core
     assert len(core.flights) == 0 and len(core.guard) == 0
 
 
 async def run(frontend: Any, clock: Any, path: str, scenario: Any, **kw: Any) -> Any:
-    tier = kw.pop("tier", None)
-    cache = build(frontend, clock, path, tier, **kw)
+    """Run ``scenario`` on a fresh cache: with the plain-call load (``plain``) or with it
+    turned off (``flow``). Returns its outcome, the stats, and how many loads ran as a
+    flow (``Core.load_op``)."""
+    cache = build(frontend, clock, path, **kw)
+    core = cache._core
+    flows = []
+    load_op = core.load_op
+
+    def counted(*args: Any) -> Any:
+        flows.append(args[0])
+        return load_op(*args)
+
+    core.load_op = counted  # what the frontends call when the plain path does not apply
     async with frontend.open(cache) as c:
-        await opened(frontend, cache, path)
-        if path == "plain":  # the plain path is on unless the test turned it off
-            assert cache._start_load is not None
+        if path == "flow":
+            cache._start_load = None
         outcome = await scenario(c, frontend)
         settled(cache)
-        return outcome, cache.stats()["tiers"]
+        return outcome, cache.stats()["tiers"], len(flows)
 
 
-async def both(frontend: Any, clock: Any, scenario: Any, **kw: Any) -> Any:
-    """Run ``scenario`` both ways; they must agree. Returns the plain path's outcome."""
-    results = []
-    for path in PATHS:
-        tier = kw["tier"]() if "tier" in kw else None
-        args = {**kw, "tier": tier} if tier is not None else {k: v for k, v in kw.items() if k != "tier"}
-        results.append(await run(frontend, clock, path, scenario, **args))
-    assert results[0] == results[1]
-    return results[0][0]
+async def both(frontend: Any, clock: Any, scenario: Any, *, tier: Any = None, flows: int = 0,
+               **kw: Any) -> Any:
+    """Run ``scenario`` both ways (``tier``: a tier class, one fresh tier per run); the
+    outcome and stats must agree, and the plain run must have run ``flows`` loads as a
+    flow (0: every load took the plain path). Returns the outcome."""
+    plain = await run(frontend, clock, "plain", scenario, tier=tier and tier(), **kw)
+    flow = await run(frontend, clock, "flow", scenario, tier=tier and tier(), **kw)
+    assert plain[:2] == flow[:2]
+    assert plain[2] == flows, f"{plain[2]} loads ran as a flow on the plain path"
+    assert flow[2] > 0  # the comparison run really ran the flow
+    return plain[0]
 
 
 async def test_a_miss_loads_stamps_and_stores(frontend, clock) -> None:
@@ -85,7 +89,7 @@ async def test_an_unhashable_key_and_a_factory_that_is_not_callable_are_refused(
             await c.get_or_insert("k", 5)
         return await c.get("k")
 
-    assert await both(frontend, clock, scenario) is None
+    assert await both(frontend, clock, scenario, flows=2) is None  # both handed to the flow
 
 
 async def test_a_failing_tier_read_raises_once_and_never_calls_the_factory(frontend, clock) -> None:
@@ -214,7 +218,7 @@ async def test_an_entry_that_lands_between_the_hit_and_the_load_is_judged_by_the
         got = await c.get_or_insert("k", fe.factory(lambda: "new"))
         return got.value, (await c.get("k")).value
 
-    assert await both(frontend, clock, scenario, stampede=stampede) == ("new", "new")
+    assert await both(frontend, clock, scenario, stampede=stampede, flows=1) == ("new", "new")
 
 
 @pytest.mark.filterwarnings("error")  # a coroutine left unawaited would warn

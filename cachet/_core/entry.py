@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from .durations import Duration, optional_seconds, to_seconds
+from .errors import DecodeError
 
 V = TypeVar("V")
 
@@ -80,6 +81,19 @@ def new_entry(value: V, cached_at: float | None, ttl: float | None) -> CacheEntr
     e.ttl = ttl
     e.__class__ = CacheEntry
     return e  # type: ignore[no-any-return]
+
+
+_INF = float("inf")
+
+
+def check_stamps(cached_at: object, ttl: object) -> None:
+    """A stored record's ``cached_at`` and ``ttl`` as a cache writes them: each ``None``
+    or a finite float, the ttl positive. Anything else raises ``DecodeError``: a damaged
+    store must read as a miss, never as an entry that cannot expire."""
+    if cached_at is not None and not (type(cached_at) is float and -_INF < cached_at < _INF):
+        raise DecodeError(f"the stored cached_at {cached_at!r} is not a finite timestamp")
+    if ttl is not None and not (type(ttl) is float and 0 < ttl < _INF):
+        raise DecodeError(f"the stored ttl {ttl!r} is not a positive number of seconds")
 
 
 def _checked_ttl(ttl: Duration) -> float:

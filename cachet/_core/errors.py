@@ -55,15 +55,3 @@ class DecodeError(SerializationError):
     ``decode_errors`` and passes it to its ``on_decode_error`` hook instead of raising it.
     """
 
-
-def check_stamps(cached_at: object, ttl: object) -> None:
-    """A stored record's ``cached_at`` and ``ttl`` as this library writes them: each
-    ``None`` or a finite float, the ttl positive; anything else raises ``DecodeError``
-    (a damaged store must read as a miss, never as an entry that cannot expire)."""
-    if cached_at is not None and not (type(cached_at) is float and -_INF < cached_at < _INF):
-        raise DecodeError(f"the stored cached_at {cached_at!r} is not a finite timestamp")
-    if ttl is not None and not (type(ttl) is float and 0 < ttl < _INF):
-        raise DecodeError(f"the stored ttl {ttl!r} is not a positive number of seconds")
-
-
-_INF = float("inf")

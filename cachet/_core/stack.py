@@ -8,7 +8,10 @@ The frontends (``cachet.sync``, ``cachet.aio``) only carry out what this decides
    frontend's driver carries out: ``get_op``, ``load_op``, ``insert_op``,
    ``invalidate_op``, ``clear_op``. In-process tiers (``Level.direct``) are called
    inline; the rest are effects. Flows never raise a tier's own exception: they raise
-   :class:`TierError` (or the factory's exception for loaders).
+   :class:`TierError` (or the factory's exception for loaders). One slow path is plain
+   calls instead: a loader's miss on a stack of one in-process tier (``start_load``,
+   ``finish_load``, ``fail_load``), whose only I/O is the factory; it calls the rules
+   the flows call and hands anything unusual back to ``load_op``.
 3. A copy stored in an upper tier (promotion, refresh) is stamped now and never
    outlives its source (``Level.copy_of``).
 4. A value read or loaded before an invalidate, insert or clear of its key is never
@@ -146,11 +149,11 @@ class Core:
         # Set by a frontend when a backplane is configured: called (sync) or awaited (aio)
         # as publish(op, key) after each local write; see _publish.
         self.publish: Callable[[str, Hashable], Any] | None = None
+        # The primary tier's get; for a tier read in place, its mapping's (no LRU touch:
+        # only a miss is acted on). Read by start_load.
+        self.peek: Callable[[Hashable], Any] = levels[0].get if levels[0].inline is None else levels[0].inline[1].get
         # A loader's miss on one in-process tier, with nothing else to do but the factory,
         # runs as plain calls (start_load, finish_load) instead of a flow.
-        # The primary tier's get; for a tier read in place, its mapping's (no LRU touch:
-        # only a miss is acted on).
-        self.peek: Callable[[Hashable], Any] = levels[0].get if levels[0].inline is None else levels[0].inline[1].get
         self.direct_load = (len(levels) == 1 and levels[0].direct and reporter is None
                             and fail_safe is None and loader_timeouts == (None, None))
         # Rule 1: the primary tier's hit, one plain call (hit.py).
@@ -662,14 +665,9 @@ class Core:
             refuse_coroutine(result)
         if result is None and mode is OPTIONAL:
             return None
-        if isinstance(result, CacheEntry):
-            entry = result
-        elif token.stale:
-            return CacheEntry(result)
-        else:
-            entry = new_entry(result, self.now(), None)  # stamped now, as _write_all would
-        if token.stale:
-            return entry
+        if token.stale:  # an invalidate or insert came first: nothing is written
+            return result if isinstance(result, CacheEntry) else CacheEntry(result)
+        entry = result if isinstance(result, CacheEntry) else new_entry(result, self.now(), None)
         outcome, stamped, _ = yield from self._write_all(key, entry, token)
         if outcome is ACCEPTED:
             return stamped

@@ -45,8 +45,8 @@ from typing import Any
 import anyio.to_thread
 
 from .._core.clock import Clock
-from .._core.entry import CacheEntry
-from .._core.errors import DecodeError, TierError, check_stamps
+from .._core.entry import CacheEntry, check_stamps
+from .._core.errors import DecodeError, TierError
 from .._core.policy import InsertOutcome
 
 try:  # redis is an optional dependency: `pip install 'cachet[redis]'`

@@ -35,8 +35,8 @@ from functools import partial
 from typing import Any, TypeVar
 
 from .._core.clock import Clock, SystemClock
-from .._core.entry import CacheEntry
-from .._core.errors import DecodeError, TierError, check_stamps
+from .._core.entry import CacheEntry, check_stamps
+from .._core.errors import DecodeError, TierError
 from .._core.policy import InsertOutcome
 
 T = TypeVar("T")
@@ -171,7 +171,8 @@ class SQLiteTier:
 
     def get_row(self, key: bytes) -> tuple[bytes, float | None, float | None] | None:
         """``get`` as a ``(value, cached_at, ttl)`` tuple: the boundary builds one entry, not
-        two. ``ttl`` is ``None`` or a positive float (a row with any other reads as a miss)."""
+        two. A row whose stamps this tier did not write (``check_stamps``: a damaged file)
+        raises ``DecodeError``, which the boundary above counts as a miss."""
         if type(key) is not bytes:
             raise _not_bytes("key", key)
         try:
