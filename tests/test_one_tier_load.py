@@ -1,10 +1,14 @@
 """A loader's miss on a stack of one in-process tier runs as plain calls
 (``Core.start_load`` / ``finish_load`` / ``fail_load``) instead of a driven flow. Each
 case here runs both ways, on sync, asyncio and trio, and must give the same result, the
-same tier contents, the same stats, and leave no record in flight."""
+same tier contents, the same stats, and leave no record in flight. On aio the plain run
+goes twice: entered (a protected load's awaitable is then detached, awaited in a task
+of its own) and not entered (awaited by its caller)."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -12,6 +16,8 @@ import pytest
 from cachet import CacheEntry, InsertPolicy, LoaderError, ReentrantLoadError, TierError
 from cachet.service import GetRequest, InsertRequest
 from cachet.testing import MockTier, MockTierError
+
+from .frontends import SyncFacade
 
 pytestmark = pytest.mark.anyio
 
@@ -37,7 +43,21 @@ def settled(cache: Any) -> None:
     assert len(core.flights) == 0 and len(core.guard) == 0
 
 
-async def run(frontend: Any, clock: Any, path: str, scenario: Any, **kw: Any) -> Any:
+@contextlib.asynccontextmanager
+async def unentered(frontend: Any, cache: Any) -> AsyncIterator[Any]:
+    """The cache, usable and closed at the end, but (aio) not entered."""
+    if frontend.is_sync:
+        with cache:
+            yield SyncFacade(cache)
+    else:
+        try:
+            yield cache
+        finally:
+            await cache.close()
+
+
+async def run(frontend: Any, clock: Any, path: str, scenario: Any, *, entered: bool = True,
+              **kw: Any) -> Any:
     """Run ``scenario`` on a fresh cache: with the plain-call load (``plain``) or with it
     turned off (``flow``). Returns its outcome, the stats, and how many loads ran as a
     flow (``Core.load_op``)."""
@@ -51,7 +71,7 @@ async def run(frontend: Any, clock: Any, path: str, scenario: Any, **kw: Any) ->
         return load_op(*args)
 
     core.load_op = counted  # what the frontends call when the plain path does not apply
-    async with frontend.open(cache) as c:
+    async with (frontend.open(cache) if entered else unentered(frontend, cache)) as c:
         if path == "flow":
             cache._start_load = None
         outcome = await scenario(c, frontend)
@@ -68,6 +88,9 @@ async def both(frontend: Any, clock: Any, scenario: Any, *, tier: Any = None, fl
     flow = await run(frontend, clock, "flow", scenario, tier=tier and tier(), **kw)
     assert plain[:2] == flow[:2]
     assert plain[2] == flows, f"{plain[2]} loads ran as a flow on the plain path"
+    if not frontend.is_sync:
+        outside = await run(frontend, clock, "plain", scenario, tier=tier and tier(), entered=False, **kw)
+        assert outside == plain
     assert flow[2] > 0  # the comparison run really ran the flow
     return plain[0]
 

@@ -32,8 +32,10 @@ pytestmark = pytest.mark.anyio
 
 TIER_EVENTS = sorted(a.ERROR_EVENTS | a.INFO_EVENTS | a.DEBUG_EVENTS)
 # Events that need more than tiers to happen (a backplane to publish to; fail-safe, which
-# tests/test_resilience.py covers), left out of the script that makes a cache emit every event.
-NOT_FROM_TIERS = {a.PUBLISH_ERROR, a.FAIL_SAFE}
+# tests/test_resilience.py covers; a load that fails after its callers left, which
+# tests/test_detached_loads.py covers), left out of the script that makes a cache emit
+# every event.
+NOT_FROM_TIERS = {a.PUBLISH_ERROR, a.FAIL_SAFE, a.LOAD_ERROR}
 
 
 class Recorder:
@@ -781,6 +783,7 @@ STATS_EXPECTED = {
                "decode_errors": 0, "fail_safe": 0},
     },
     "coalesced_waits": 2,
+    "load_errors": 0,
 }
 
 
@@ -827,7 +830,8 @@ async def test_one_expired_entry_counts_once_in_stats(frontend, clock) -> None:
 
 
 def test_cache_stats_shape() -> None:
-    snap = {"tiers": {"t": dict.fromkeys(TierStats.__dataclass_fields__, 0)}, "coalesced_waits": 4}
+    snap = {"tiers": {"t": dict.fromkeys(TierStats.__dataclass_fields__, 0)}, "coalesced_waits": 4,
+            "load_errors": 1}
     stats = CacheStats.from_snapshot(snap)
     assert stats.tiers["t"].hit_ratio is None  # no lookups yet
     assert stats.as_dict() == snap

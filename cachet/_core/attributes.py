@@ -18,6 +18,7 @@ __all__ = [
     "INVALIDATE_ERROR",
     "CLEAR_ERROR",
     "PUBLISH_ERROR",
+    "LOAD_ERROR",
     "EXPIRED",
     "REFRESH_MISS",
     "INSERTED",
@@ -62,6 +63,7 @@ INSERT_ERROR: Final = "cache.insert_error"
 INVALIDATE_ERROR: Final = "cache.invalidate_error"
 CLEAR_ERROR: Final = "cache.clear_error"
 PUBLISH_ERROR: Final = "cache.publish_error"
+LOAD_ERROR: Final = "cache.load_error"  # a load no caller waited for any more failed
 # INFO events.
 EXPIRED: Final = "cache.expired"
 REFRESH_MISS: Final = "cache.refresh_miss"
@@ -88,7 +90,8 @@ OP_TRY_GET_OR_INSERT: Final = "cache.try_get_or_insert"
 OP_OPTIONALLY_GET_OR_INSERT: Final = "cache.optionally_get_or_insert"
 OP_REFRESH: Final = "cache.refresh"
 
-ERROR_EVENTS: Final = frozenset({GET_ERROR, INSERT_ERROR, INVALIDATE_ERROR, CLEAR_ERROR, PUBLISH_ERROR})
+ERROR_EVENTS: Final = frozenset({GET_ERROR, INSERT_ERROR, INVALIDATE_ERROR, CLEAR_ERROR, PUBLISH_ERROR,
+                                 LOAD_ERROR})
 INFO_EVENTS: Final = frozenset(
     {EXPIRED, REFRESH_MISS, INSERTED, INSERT_REJECTED, INVALIDATED, EVICTION, DECODE_ERROR,
      FAIL_SAFE}

@@ -54,9 +54,14 @@ class LoadTimedOut(Exception):
     """Thrown into a flow by a driver: a timed :class:`Load` did not finish in time."""
 
 
+DETACHED: Any = object()
+"""A :class:`Spawn`'s spawner for a detached shared load: the aio cache's group of
+detached loads, which closing the cache cancels."""
+
+
 class Spawn:
     """Run ``flow`` in the background on ``spawner`` (``None``: the cache's own executor or
-    task group)."""
+    task group; :data:`DETACHED`: its group of detached loads)."""
 
     __slots__ = ("flow", "spawner")
 

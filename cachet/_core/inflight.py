@@ -40,10 +40,12 @@ class Flight(WriteToken):
     """One shared execution of ``(operation, key)`` and its outcome for every waiter.
 
     A load run as plain calls (``Core.start_load``) is also its own write token, and
-    ``mark`` holds its place in the chain of loads this context is inside.
+    ``mark`` holds its place in the chain of loads this context is inside. ``waiters``
+    counts the callers that joined it and still wait; ``leader_waits``, whether the
+    caller that started a detached run (``Core._detached``) still waits too.
     """
 
-    __slots__ = ("error", "mark", "op", "signal", "value", "waiters")
+    __slots__ = ("error", "leader_waits", "mark", "op", "signal", "value", "waiters")
 
     def __init__(self, op: str, key: Hashable, signal: Any) -> None:
         self.key = key
@@ -57,7 +59,13 @@ class Flight(WriteToken):
         self.value: Any = _PENDING
         self.error: BaseException | None = None
         self.waiters = 0
+        self.leader_waits = False
         self.mark: Any = None
+
+    @property
+    def settled(self) -> bool:
+        """The call has an outcome (a value, an error, or it was abandoned)."""
+        return self.value is not _PENDING
 
     @property
     def abandoned(self) -> bool:

@@ -28,6 +28,7 @@ The frontends (``cachet.sync``, ``cachet.aio``) only carry out what this decides
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import threading
 import time
@@ -39,7 +40,7 @@ from typing import Any
 
 from . import attributes as a
 from .clock import Clock, SystemClock
-from .effects import Call, Fanout, Flow, Load, LoadTimedOut, Spawn
+from .effects import DETACHED, Call, Fanout, Flow, Load, LoadTimedOut, Spawn
 from .entry import CacheEntry, new_entry
 from .errors import (
     CacheError,
@@ -68,13 +69,15 @@ REJECTED = InsertOutcome.REJECTED
 # Loader modes.
 PLAIN, TRY, OPTIONAL = a.OP_GET_OR_INSERT, a.OP_TRY_GET_OR_INSERT, a.OP_OPTIONALLY_GET_OR_INSERT
 # Operations whose in-flight run an invalidate detaches (it may write the key back).
-READ_OPS = (a.OP_GET, PLAIN, TRY, OPTIONAL)
+LOAD_OPS = (PLAIN, TRY, OPTIONAL)
+READ_OPS = (a.OP_GET, *LOAD_OPS)
 # Operations an insert detaches: calls after it see its value (or remove it).
 WRITE_DETACHES = (*READ_OPS, a.OP_INVALIDATE)
 _ALL: Any = object()  # "every key": what _remove clears
 
 REQUEST_ID: ContextVar[int] = ContextVar("cachet_request_id", default=0)
 _request_ids = itertools.count(1)
+_logger = logging.getLogger(a.TARGET)
 _ns = time.perf_counter_ns
 
 
@@ -131,6 +134,9 @@ class Core:
         # A cancelled leader hands its shared call over to a waiter (aio), rather than
         # failing it for them (sync: only an interrupt stops a thread).
         self.handoff = handoff
+        # Shared loads run in the background, not in their leader (set by an aio cache
+        # while entered: it has a task group for them). See _operation.
+        self.detach = False
         self.make_signal = make_signal  # threading.Event or anyio.Event: what waits wait on
         self.fail_safe = fail_safe
         # Soft: with a fail-safe value at hand, serve it after this long. Hard: give up.
@@ -145,6 +151,7 @@ class Core:
         self.random: Callable[[], float] = random.random  # jitter's source; tests may seed it
         self.counts = [[0] * len(FIELDS) for _ in levels]
         self.coalesced_waits = 0
+        self.load_errors = 0  # failed loads no caller saw (report_load_error)
         self.ident = id(self)
         # Set by a frontend when a backplane is configured: called (sync) or awaited (aio)
         # as publish(op, key) after each local write; see _publish.
@@ -190,7 +197,7 @@ class Core:
         self.reporter.operation(rid, op, _ns() - t0, coalesced)
 
     def stats(self) -> dict[str, Any]:
-        return snapshot([lv.name for lv in self.levels], self.counts, self.coalesced_waits)
+        return snapshot([lv.name for lv in self.levels], self.counts, self.coalesced_waits, self.load_errors)
 
     def tier_error(self, level: Level, op: str, exc: BaseException) -> CacheError:
         """The error a failed tier operation raises: a ``TierError`` naming the tier,
@@ -237,10 +244,14 @@ class Core:
         """A user's call, whole: the key checked, telemetry's operation event, and with
         stampede protection (``share``) one execution for concurrent callers of ``op``
         on ``key`` (SPEC §3). A waiter waits on the leader's signal and takes its
-        outcome, an error included. A leader that is cancelled (not failed) on a core
-        that hands over (``handoff``: aio) abandons the call, and each waiter wakes and
-        joins again, so that one of them leads a new run and none sees another's
-        cancellation."""
+        outcome, an error included; a waiter that is cancelled just stops waiting.
+
+        Who runs a shared call's work: on a core that ``detaches`` loads (an entered aio
+        cache), a loader's leader spawns it in the background (:meth:`_detached`) and
+        waits like the others, so no caller's cancellation stops it. Otherwise the
+        leader runs it; one that is cancelled (not failed) on a core that hands over
+        (``handoff``: aio) abandons the call, and each waiter wakes and joins again, so
+        that one of them leads a new run and none sees another's cancellation."""
         if key is not _ALL:
             try:
                 hash(key)
@@ -251,14 +262,29 @@ class Core:
         try:
             if not (share and self.stampede):
                 return (yield from make_flow())
+            detach = self.detach and op in LOAD_OPS
             while True:
                 with self.mutex:
                     flight, leader = self.flights.join(op, key, self.make_signal)
-                    if leader:
+                    if leader and detach:  # the leader waits like the others
+                        flight.signal = self.make_signal()
+                        flight.leader_waits = True
+                    elif leader:
                         break
-                    self.coalesced_waits += 1
-                coalesced = True
-                yield Call(flight.signal.wait, ())
+                    else:
+                        self.coalesced_waits += 1
+                        coalesced = True
+                if leader:
+                    try:
+                        yield Spawn(self._detached(flight, make_flow), DETACHED)
+                    except BaseException as exc:  # no task group to run it in
+                        self._settle(flight, None, exc if isinstance(exc, Exception) else self._closed_error(key))
+                        raise
+                try:
+                    yield Call(flight.signal.wait, ())
+                except BaseException:
+                    self.stop_waiting(flight, leader)
+                    raise
                 if not flight.abandoned:
                     return flight.result()
             # The leader: settle the flight whatever happens, then wake the waiters.
@@ -278,6 +304,47 @@ class Core:
         finally:
             if started is not None:
                 self.end_operation(started, op, coalesced)
+
+    def _detached(self, flight: Flight, make_flow: Callable[[], Flow]) -> Flow:
+        """A shared load run in the background: it settles its flight however it ends
+        and never raises, except the cancellation of a cache that is closing (its
+        waiters are told so). A failure nobody waits for any more is reported."""
+        try:
+            value = yield from make_flow()
+        except Exception as exc:
+            with self.mutex:
+                unseen = flight.waiters <= 0 and not flight.leader_waits
+            self._settle(flight, None, exc)
+            if unseen:
+                self.report_load_error(flight.key, exc)
+            return
+        except BaseException:
+            self._settle(flight, None, self._closed_error(flight.key))
+            raise
+        self._settle(flight, value, None)
+
+    def stop_waiting(self, flight: Flight, leader: bool) -> None:
+        """A caller waiting for ``flight`` gave up (cancelled): one fewer to tell, so that
+        a failure nobody is left to see is reported (:meth:`report_load_error`)."""
+        with self.mutex:
+            if leader:
+                flight.leader_waits = False
+            else:
+                flight.waiters -= 1
+
+    def _closed_error(self, key: Hashable) -> CacheError:
+        return CacheError(f"cache {self.name!r} was closed while loading {key!r}")
+
+    def report_load_error(self, key: Hashable, exc: BaseException) -> None:
+        """A load whose caller is gone failed (a detached load nobody waits for, a timed
+        load that finished late): count it, and tell telemetry or, with telemetry off,
+        the ``cachet`` logger, so that it is never lost silently."""
+        self.load_errors += 1
+        if self.reporter is not None:
+            self.report(self.levels[0], a.LOAD_ERROR, request_id=0, count=False)
+        else:
+            _logger.error("cache %r: a load of %r nobody waited for failed: %r", self.name, key, exc,
+                          exc_info=exc)
 
     def _settle(self, flight: Flight, value: Any, error: BaseException | None) -> None:
         """Record a shared call's outcome and wake its waiters (``set`` is a plain call
@@ -595,7 +662,8 @@ class Core:
     def finish_load(self, flight: Flight, result: Any) -> Any:
         """The factory of :meth:`start_load`'s load returned ``result``: store it as
         ``load_flow`` would, settle, and return the caller's entry."""
-        _LOADING.reset(flight.mark)
+        if flight.mark is not None:  # None: detached, the caller reset it (detach_load)
+            _LOADING.reset(flight.mark)
         level = self.levels[0]
         try:
             if (result is None or isinstance(result, CacheEntry) or type(result) is CoroutineType
@@ -623,13 +691,42 @@ class Core:
         """The factory of :meth:`start_load`'s load raised ``exc``: settle, and return
         what the caller raises (see :meth:`_load_error`). A cancelled leader on a core
         that hands over leaves the call to its waiters, as in :meth:`_operation`."""
-        _LOADING.reset(flight.mark)
+        if flight.mark is not None:
+            _LOADING.reset(flight.mark)
         if self.handoff and not isinstance(exc, Exception):
             self._end_load(flight, _ABANDONED, None)
             return exc
         error = self._load_error(flight.key, flight.op, exc)
         self._end_load(flight, None, error)
         return error
+
+    def detach_load(self, flight: Flight) -> None:
+        """The load of :meth:`start_load` goes on in a task of its own (a core that
+        ``detach``-es): its caller, who started it, now only waits for it, as a joiner
+        does. Called in the caller's context, after the task was made (its copy of the
+        context keeps the load's mark for the factory's re-entrancy check)."""
+        _LOADING.reset(flight.mark)
+        flight.mark = None
+        with self.mutex:
+            if flight.signal is None:
+                flight.signal = self.make_signal()
+            flight.leader_waits = True
+
+    def end_detached(self, flight: Flight, result: Any, exc: BaseException | None) -> None:
+        """A detached load of :meth:`start_load` ended with ``result`` or ``exc``: store
+        and settle as :meth:`finish_load` or :meth:`fail_load` do; never raises. A
+        cancellation (the cache is closing) reaches the waiters as a ``CacheError``; a
+        failure nobody waits for any more is reported."""
+        with self.mutex:
+            unseen = flight.waiters <= 0 and not flight.leader_waits
+        try:
+            if exc is None:
+                self.finish_load(flight, result)
+                return
+            raise self.fail_load(flight, exc if isinstance(exc, Exception) else self._closed_error(flight.key))
+        except Exception as error:
+            if unseen and isinstance(exc, Exception | None):
+                self.report_load_error(flight.key, error)
 
     def _end_load(self, flight: Flight, value: Any, error: BaseException | None) -> None:
         """End a plain-call load in one section: its write over (``exit_write``), its
@@ -694,10 +791,12 @@ class Core:
     def _late_flow(self, key: Hashable, mode: str, token: WriteToken, value: Any,
                    error: BaseException | None) -> Flow:
         """A load that outlived its timeout finished: cache its value (unless an
-        invalidate came first), as the load itself would have."""
+        invalidate came first), as the load itself would have, or report its error."""
         try:
             if error is None:
                 yield from self._store_loaded(key, value, mode, token)
+            else:
+                self.report_load_error(key, error)
         finally:
             self.guard.end(token)
 

@@ -17,7 +17,8 @@ STAT_OF_EVENT: dict[str, int] = {
 }
 
 
-def snapshot(names: list[str], counts: list[list[int]], coalesced: int) -> dict[str, Any]:
-    """The shape ``Cache.stats()`` returns: ``{"tiers": {name: {field: n}}, "coalesced_waits": n}``."""
+def snapshot(names: list[str], counts: list[list[int]], coalesced: int, load_errors: int) -> dict[str, Any]:
+    """The shape ``Cache.stats()`` returns:
+    ``{"tiers": {name: {field: n}}, "coalesced_waits": n, "load_errors": n}``."""
     tiers = {name: dict(zip(FIELDS, row, strict=True)) for name, row in zip(names, counts, strict=True)}
-    return {"tiers": tiers, "coalesced_waits": coalesced}
+    return {"tiers": tiers, "coalesced_waits": coalesced, "load_errors": load_errors}

@@ -3,11 +3,15 @@
 Each method tries the core's hit and otherwise awaits the flow the core returns for its
 slow path (``_driver.drive``). A hit never awaits anything that yields: it is not a
 checkpoint (allowed by trio's rules for operations that complete immediately), and it
-costs about as much as awaiting a coroutine that reads a dict. A shared load runs in
-its leader's task; a cancelled leader hands the load over to a waiter (the core's
-``handoff``), so no caller's cancellation ever reaches another. Background refreshes
-and loads that outlive their timeout run in the cache's own task group, opened by
-``async with cache``.
+costs about as much as awaiting a coroutine that reads a dict.
+
+Inside ``async with cache``, a shared load is detached: it runs in the cache's group of
+detached loads and its callers only wait for it (the core's ``detach``), so a caller
+that gives up never stops it; leaving the block cancels the loads still running.
+Outside, a shared load runs in its leader's task, and a cancelled leader hands it over
+to a waiter (the core's ``handoff``). Either way no caller's cancellation reaches
+another. Background refreshes and loads that outlive their timeout run in the cache's
+own task group, opened by ``async with cache``.
 """
 
 from __future__ import annotations
@@ -20,13 +24,14 @@ import anyio.abc
 
 from .._builder import BuilderBase, TierSpec
 from .._cache_base import CacheBase, K, V
-from .._core.effects import Flow, Load, LoadTimedOut, Spawn
+from .._core.effects import DETACHED, Flow, Load, LoadTimedOut, Spawn
 from .._core.entry import CacheEntry
 from .._core.errors import CacheError
 from .._core.policy import InsertOutcome
 from .._core.stack import OPTIONAL, PLAIN, TRY, Core
 from .._decorator import P2, BoundBase, CachedBase, DecoratorBase, P, R, R_co, S
 from . import _tiers
+from ._detached import DetachedLoads
 from ._driver import drive
 
 if TYPE_CHECKING:
@@ -47,6 +52,7 @@ class Cache(CacheBase[K, V]):
         super().__init__(core, owned)
         self._needs_tg = needs_task_group
         self._tg: anyio.abc.TaskGroup | None = None
+        self._loads: DetachedLoads | None = None  # while entered
         if needs_task_group:
             self._serving(False)  # until entered: the slow path says why it cannot serve
 
@@ -124,18 +130,23 @@ class Cache(CacheBase[K, V]):
         if self._tg is not None:
             raise CacheError(f"cache {self.name!r} is already entered")
         self._check_open()
-        tg = anyio.create_task_group()
+        tg, loads = anyio.create_task_group(), DetachedLoads()
         await tg.__aenter__()
-        self._tg = tg
+        await loads.open()
+        self._tg, self._loads = tg, loads
+        self._core.detach = self._core.stampede
         self._serving(True)
         return self
 
     async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
-        """Wait for background work (cancel it if the block raised), close what the cache
+        """Cancel the detached loads (their waiters get a ``CacheError``), wait for other
+        background work (cancel it too if the block raised), close what the cache
         opened; the block's own exception propagates unchanged."""
-        tg, self._tg = self._tg, None
-        assert tg is not None
+        tg, loads, self._tg, self._loads = self._tg, self._loads, None, None
+        assert tg is not None and loads is not None
+        self._core.detach = False
         try:
+            await loads.cancel()
             if exc_type is not None:
                 tg.cancel_scope.cancel()
             await tg.__aexit__(None, None, None)
@@ -170,18 +181,46 @@ class Cache(CacheBase[K, V]):
 
     async def _load(self, key: K, factory: Callable[[], Any], mode: str) -> Any:
         """A loader's miss: as plain calls when the core can (``Core.start_load``), else
-        the flow."""
+        the flow. An awaitable the core detaches is awaited in a task of its own."""
         core = self._core
         flight = None if self._start_load is None else self._start_load(key, factory, mode)
         if flight is None:
             return await self._run(core.load_op(key, factory, mode))
         try:
             result = factory()
-            if hasattr(result, "__await__"):
+            pending = hasattr(result, "__await__")
+            if pending and not core.detach:
                 result = await result
         except BaseException as exc:
             raise core.fail_load(flight, exc)  # noqa: B904 (the chain is the core's)
+        if pending and core.detach:
+            return await self._detached(flight, result)
         return core.finish_load(flight, result)
+
+    async def _detached(self, flight: Any, pending: Any) -> Any:
+        """Await ``pending`` (the factory's awaitable) in a detached task; wait for it."""
+        core, loads = self._core, self._loads
+        assert loads is not None  # the core detaches only while entered
+        loads.start(self._finish_detached, flight, pending)
+        core.detach_load(flight)
+        try:
+            await anyio.lowlevel.checkpoint()  # the task's first turn: a quick load is over
+            if not flight.settled:
+                await flight.signal.wait()
+        except BaseException:
+            core.stop_waiting(flight, True)
+            raise
+        return flight.result()
+
+    async def _finish_detached(self, flight: Any, pending: Any) -> None:
+        try:
+            result = await pending
+        except BaseException as exc:
+            self._core.end_detached(flight, None, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        self._core.end_detached(flight, result, None)
 
     async def _run(self, flow: Flow) -> Any:
         if self._closed or (self._needs_tg and self._tg is None):
@@ -227,9 +266,13 @@ class Cache(CacheBase[K, V]):
         return box["value"]
 
     def _spawn(self, effect: Spawn) -> None:
-        spawner = effect.spawner or self._tg
+        if effect.spawner is DETACHED and self._loads is not None:
+            self._loads.start(drive, effect.flow, self._spawn, self._timed_load)
+            return
+        spawner = None if effect.spawner is DETACHED else effect.spawner or self._tg
         if spawner is None:
-            raise CacheError(f"cache {self.name!r} has no task group for background refresh")
+            effect.flow.close()
+            raise CacheError(f"cache {self.name!r} has no task group for background work: it is closing")
         spawner.start_soon(drive, effect.flow, self._spawn, self._timed_load)
 
 

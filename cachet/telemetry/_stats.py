@@ -53,7 +53,8 @@ class TierStats:
 class CacheStats:
     """``Cache.stats()`` as values: ``tiers`` maps each tier's name (top first) to its
     :class:`TierStats`; ``coalesced_waits`` counts calls that waited on another call's
-    run (stampede protection at work).
+    run (stampede protection at work); ``load_errors`` counts failed loads no caller was
+    left to see (a detached load whose callers all gave up, a timed load that finished late).
 
     >>> stats = CacheStats.from_snapshot({"tiers": {"memory": {"hits": 9, "misses": 1}},
     ...                                   "coalesced_waits": 0})
@@ -63,6 +64,7 @@ class CacheStats:
 
     tiers: Mapping[str, TierStats]
     coalesced_waits: int = 0
+    load_errors: int = 0
 
     @classmethod
     def from_snapshot(cls, snapshot: Mapping[str, Any]) -> CacheStats:
@@ -72,7 +74,7 @@ class CacheStats:
             name: TierStats(**{k: int(v) for k, v in counts.items() if k in known})
             for name, counts in snapshot["tiers"].items()
         }
-        return cls(tiers, int(snapshot.get("coalesced_waits", 0)))
+        return cls(tiers, int(snapshot.get("coalesced_waits", 0)), int(snapshot.get("load_errors", 0)))
 
     @classmethod
     def of(cls, cache: Any) -> CacheStats:
@@ -82,7 +84,7 @@ class CacheStats:
     def as_dict(self) -> dict[str, Any]:
         """The plain-dict shape of ``Cache.stats()`` (for JSON or a metrics exporter)."""
         return {"tiers": {name: asdict(t) for name, t in self.tiers.items()},
-                "coalesced_waits": self.coalesced_waits}
+                "coalesced_waits": self.coalesced_waits, "load_errors": self.load_errors}
 
     def __str__(self) -> str:
         lines = []
@@ -93,5 +95,5 @@ class CacheStats:
                 f"inserts={t.inserts} rejections={t.rejections} evictions={t.evictions} "
                 f"refreshes={t.refreshes} errors={t.errors}"
             )
-        lines.append(f"coalesced_waits={self.coalesced_waits}")
+        lines.append(f"coalesced_waits={self.coalesced_waits} load_errors={self.load_errors}")
         return "\n".join(lines)
