@@ -2,9 +2,9 @@
 
 A shared load runs as a task of its own (the caller's context copied, as for any task),
 so that no caller's cancellation stops it (SPEC §8). A task is started per load, on the
-miss path: on asyncio it is a plain ``asyncio`` task, since an anyio task group's start
-costs about twice the whole detached miss (a cancel scope and bookkeeping per task).
-Elsewhere (trio) it is a task of an anyio task group, a nursery.
+miss path, so it is the backend's own: a plain ``asyncio`` task, or a task of a trio
+nursery. An anyio task group's start costs a cancel scope and bookkeeping per task: it
+doubled the whole detached miss on asyncio and tripled it on trio (benchmarks/compare.py).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import anyio
-import anyio.abc
 
 _logger = logging.getLogger("cachet")
 
@@ -26,19 +25,22 @@ class DetachedLoads:
     def __init__(self) -> None:
         self._asyncio = _on_asyncio()
         self._tasks: set[Any] = set()  # asyncio: the tasks still running
-        self._group: anyio.abc.TaskGroup | None = None  # elsewhere: their task group
+        self._nursery: Any = None  # trio: their nursery
+        self._nursery_cm: Any = None
         self._closed = False
 
     async def open(self) -> None:
-        if not self._asyncio:
-            self._group = anyio.create_task_group()
-            await self._group.__aenter__()
+        if not self._asyncio:  # anyio runs on asyncio or trio
+            import trio
+
+            self._nursery_cm = trio.open_nursery()
+            self._nursery = await self._nursery_cm.__aenter__()
 
     def start(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         if self._closed:
             raise RuntimeError("the cache is closing: no load can start")
-        if self._group is not None:
-            self._group.start_soon(fn, *args)
+        if self._nursery is not None:
+            self._nursery.start_soon(fn, *args)
             return
         task = asyncio.get_running_loop().create_task(fn(*args))
         self._tasks.add(task)
@@ -52,9 +54,9 @@ class DetachedLoads:
     async def cancel(self) -> None:
         """Cancel every load still running and wait until each has ended."""
         self._closed = True
-        if self._group is not None:
-            self._group.cancel_scope.cancel()
-            await self._group.__aexit__(None, None, None)
+        if self._nursery is not None:
+            self._nursery.cancel_scope.cancel()
+            await self._nursery_cm.__aexit__(None, None, None)
             return
         tasks = list(self._tasks)
         for task in tasks:
