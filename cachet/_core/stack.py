@@ -838,11 +838,16 @@ class Core:
             if len(targets) == 1 and targets[0].direct and not self.jitter and self.reporter is None:
                 outcome, error = self.insert_direct(targets[0], key, stamped)  # the common case
             else:
-                if self.jitter:
-                    per_level = [(key, lv.jittered(stamped, self.random)) for lv in targets]
-                    results, took = yield from self._each(targets, "insert", (), per_level)
+                if token is None and len(targets) > 1 and targets[0].index == 0:
+                    # A user's insert, rule 4: below first; then mark the reads that may
+                    # have found the old value there (and wait out their copies); the
+                    # primary tier last, so no promotion of the old value lands after it.
+                    low, low_took = yield from self._insert_each(targets[1:], key, stamped)
+                    yield from self._wait(self.guard.supersede(key, self.make_signal))
+                    top, top_took = yield from self._insert_each(targets[:1], key, stamped)
+                    results, took = top + low, top_took + low_took
                 else:
-                    results, took = yield from self._each(targets, "insert", (key, stamped))
+                    results, took = yield from self._insert_each(targets, key, stamped)
                 outcome, error = REJECTED, None
                 for level, result, ns in zip(targets, results, took, strict=True):
                     if isinstance(result, BaseException):
@@ -862,6 +867,13 @@ class Core:
         if outcome is ACCEPTED and self.publish is not None:
             yield from self._publish("insert", key)
         return outcome, stamped, error
+
+    def _insert_each(self, targets: list[Level], key: Hashable, stamped: CacheEntry[Any]) -> Flow:
+        """Insert ``stamped`` into each target (jittered per tier if configured); see :meth:`_each`."""
+        if self.jitter:
+            per_level = [(key, lv.jittered(stamped, self.random)) for lv in targets]
+            return (yield from self._each(targets, "insert", (), per_level))
+        return (yield from self._each(targets, "insert", (key, stamped)))
 
     def insert_direct(self, level: Level, key: Hashable, entry: CacheEntry[Any]) -> tuple[InsertOutcome, CacheError | None]:
         """Write to one in-process tier, telemetry off (so counted here); never raises."""
