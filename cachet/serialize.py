@@ -35,8 +35,11 @@ import hmac
 import importlib
 import inspect
 import json
+import os
 import pickle
+import stat
 import struct
+import warnings
 import zlib
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
@@ -60,6 +63,7 @@ __all__ = [
     "Codec",
     "DecodeError",
     "EncodedTier",
+    "InsecureStoreWarning",
     "JsonCodec",
     "KeyEncodingError",
     "PickleCodec",
@@ -67,10 +71,17 @@ __all__ = [
     "encode_key",
     "encoded_tier",
     "namespaced_key",
+    "record_context",
 ]
 
-FORMAT_VERSION = 1
-"""The first byte of every payload. Bumped when the framing changes; old payloads then read as misses."""
+FORMAT_VERSION = 2
+"""The first byte of every payload. Bumped when the framing changes; old payloads then read
+as misses. Version 2: the check (CRC or HMAC) covers the record's place and stamps too."""
+
+class InsecureStoreWarning(UserWarning):
+    """Emitted at build: unsigned pickles would be read from a file that other users can
+    write (the file or its folder), so any of them could run code in this process."""
+
 
 MAX_KEY_BYTES = 200
 """Encoded keys longer than this are replaced by a SHA-256 digest."""
@@ -178,6 +189,11 @@ class Serializer:
     ``secret`` an HMAC-SHA256, compared in constant time. A serializer with a secret
     refuses unsigned payloads and the reverse.
 
+    ``context`` (``dumps``/``loads``) is what the check covers besides the payload's
+    own bytes; the encoded tiers pass :func:`record_context` (the namespace, the key and
+    the stamps), so a payload moved to another key or namespace, or read with other
+    stamps, fails its check and reads as a miss.
+
     >>> s = Serializer(PickleCodec(), secret=b"k")
     >>> s.loads(s.dumps({"a": (1, 2)}))
     {'a': (1, 2)}
@@ -210,8 +226,9 @@ class Serializer:
         self._header = bytes([FORMAT_VERSION]) + tag + (_HMAC if secret is not None else _CRC)
         self._sign = _hmac_sha256(secret) if secret is not None else None
 
-    def dumps(self, value: Any) -> bytes:
-        """The payload for ``value``; ``SerializationError`` names the type that failed."""
+    def dumps(self, value: Any, context: bytes = b"") -> bytes:
+        """The payload for ``value``, its check covering ``context`` too;
+        ``SerializationError`` names the type that failed."""
         try:
             body = self._encode(value)
         except Exception as exc:
@@ -226,11 +243,12 @@ class Serializer:
         body = bytes(body)
         if self._secret is not None:
             assert self._sign is not None
-            return self._header + self._sign(body) + body
-        return self._header + _pack_crc(zlib.crc32(body)) + body
+            return self._header + self._sign(context, body) + body
+        return self._header + _pack_crc(zlib.crc32(body, zlib.crc32(context))) + body
 
-    def loads(self, payload: bytes) -> Any:
-        """The value in ``payload``, or :class:`DecodeError` saying what is wrong with it."""
+    def loads(self, payload: bytes, context: bytes = b"") -> Any:
+        """The value in ``payload`` (written with ``context``), or :class:`DecodeError`
+        saying what is wrong with it."""
         if type(payload) is not bytes:
             if not isinstance(payload, (bytearray, memoryview)):
                 raise DecodeError(f"expected a bytes payload, got {type(payload).__name__}")
@@ -242,15 +260,17 @@ class Serializer:
                 raise DecodeError("truncated payload: no room for its signature")
             body = payload[3 + _MAC_SIZE:]
             assert self._sign is not None
-            mac = self._sign(body)
+            mac = self._sign(context, body)
             if not hmac.compare_digest(mac, payload[3:3 + _MAC_SIZE]):
-                raise DecodeError("bad signature: the payload was altered or signed with another secret")
+                raise DecodeError("bad signature: the payload was altered, moved to another key, "
+                                  "its stamps changed, or it was signed with another secret")
         else:
             if len(payload) < 7:
                 raise DecodeError("truncated payload: no room for its checksum")
             body = payload[7:]
-            if zlib.crc32(body) != _unpack_crc(payload, 3)[0]:
-                raise DecodeError("checksum mismatch: the payload is corrupt or truncated")
+            if zlib.crc32(body, zlib.crc32(context)) != _unpack_crc(payload, 3)[0]:
+                raise DecodeError("checksum mismatch: the payload is corrupt, truncated, or not "
+                                  "the one written for this key and stamps")
         try:
             return self._decode(body)
         except Exception as exc:
@@ -374,11 +394,24 @@ def namespaced_key(namespace: str, key: bytes) -> bytes:
 
 # -- the encoded tier ------------------------------------------------------------------
 
+_PLACE = struct.Struct("<HH")  # lengths of the namespace and the key
+_STAMPS = struct.Struct("<Bdd")  # flags (1: cached_at, 2: ttl), cached_at, ttl
+
+
+def record_context(namespace: bytes, key: bytes, cached_at: float | None, ttl: float | None) -> bytes:
+    """What a stored payload's check covers besides its own bytes: where it is stored
+    (namespace and encoded key) and its stamps. A payload copied to another key, another
+    namespace, or under rewritten stamps then fails the check (a miss, not a value)."""
+    flags = (1 if cached_at is not None else 0) | (2 if ttl is not None else 0)
+    return (_PLACE.pack(len(namespace), len(key)) + namespace + key
+            + _STAMPS.pack(flags, cached_at or 0.0, ttl or 0.0))
+
 DecodeHook = Callable[[bytes, Exception], None]
 
 
 class _EncodedBase:
-    __slots__ = ("_dumps", "_loads", "decode_errors", "inner", "name", "on_decode_error", "serializer")
+    __slots__ = ("_dumps", "_loads", "_namespace", "decode_errors", "inner", "name", "on_decode_error",
+                 "serializer")
 
     def __init__(self, inner: Any, serializer: Serializer, *, name: str = "tier") -> None:
         self.inner = inner
@@ -390,13 +423,15 @@ class _EncodedBase:
         """How many payloads read as misses because they could not be decoded."""
         self._dumps = serializer.dumps
         self._loads = serializer.loads
+        namespace = getattr(inner, "namespace", None)  # signed with each payload (record_context)
+        self._namespace = namespace.encode() if isinstance(namespace, str) else bytes(namespace or b"")
 
     def _from_row(self, key: bytes, row: tuple[Any, float | None, float | None]) -> CacheEntry[Any] | None:
         """The entry for a byte tier's ``get_row`` result (one entry built, not two)."""
         payload, cached_at, ttl = row
         try:
             check_stamps(cached_at, ttl)
-            value = self._loads(payload)
+            value = self._loads(payload, record_context(self._namespace, key, cached_at, ttl))
         except Exception as exc:  # DecodeError, or anything a broken byte tier handed back
             self._failed(key, exc)
             return None
@@ -405,7 +440,7 @@ class _EncodedBase:
     def _decoded(self, key: bytes, stored: CacheEntry[Any]) -> CacheEntry[Any] | None:
         try:
             check_stamps(stored.cached_at, stored.ttl)
-            value = self._loads(stored.value)
+            value = self._loads(stored.value, record_context(self._namespace, key, stored.cached_at, stored.ttl))
         except Exception as exc:  # DecodeError, or anything a broken byte tier handed back
             self._failed(key, exc)
             return None
@@ -420,8 +455,9 @@ class _EncodedBase:
             except Exception:  # a reporting failure must not turn a miss into an error
                 pass
 
-    def _encoded(self, entry: CacheEntry[Any]) -> CacheEntry[bytes]:
-        return CacheEntry(self._dumps(entry.value), entry.cached_at, entry.ttl)
+    def _encoded(self, key: bytes, entry: CacheEntry[Any]) -> CacheEntry[bytes]:
+        context = record_context(self._namespace, key, entry.cached_at, entry.ttl)
+        return CacheEntry(self._dumps(entry.value, context), entry.cached_at, entry.ttl)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.serializer!r} over {self.inner!r}>"
@@ -464,7 +500,7 @@ class EncodedTier(_EncodedBase):
 
     def insert(self, key: Any, entry: CacheEntry[Any]) -> InsertOutcome:
         k = encode_key(key)
-        outcome: InsertOutcome = self.inner.insert(k, self._encoded(entry))
+        outcome: InsertOutcome = self.inner.insert(k, self._encoded(k, entry))
         return outcome
 
     def invalidate(self, key: Any) -> None:
@@ -505,7 +541,7 @@ class AsyncEncodedTier(_EncodedBase):
 
     async def insert(self, key: Any, entry: CacheEntry[Any]) -> InsertOutcome:
         k = encode_key(key)
-        outcome: InsertOutcome = await self.inner.insert(k, self._encoded(entry))
+        outcome: InsertOutcome = await self.inner.insert(k, self._encoded(k, entry))
         return outcome
 
     async def invalidate(self, key: Any) -> None:
@@ -540,6 +576,8 @@ def encoded_tier(tier: Any, spec: Any) -> EncodedTier | AsyncEncodedTier:
             f"lets anyone who can write to it run code in this process: set "
             f"serialize(secret=...) or use JsonCodec, or pass allow_unsigned_pickle=True"
         )
+    if isinstance(codec, PickleCodec) and secret is None:
+        _warn_if_others_can_write(getattr(tier, "path", None), name)
     try:
         serializer = Serializer(codec, secret=secret)
     except TypeError as exc:
@@ -549,22 +587,74 @@ def encoded_tier(tier: Any, spec: Any) -> EncodedTier | AsyncEncodedTier:
     return EncodedTier(tier, serializer, name=name)
 
 
-def _hmac_sha256(secret: bytes) -> Callable[[bytes], bytes]:
+def _hmac_sha256(secret: bytes) -> Callable[[bytes, bytes], bytes]:
     """HMAC-SHA256 (RFC 2104) with the keyed inner and outer states computed once.
 
     Copying two prepared ``hashlib`` states per payload gives the same digest as
-    ``hmac.digest(secret, body, "sha256")`` at a fraction of its cost.
+    ``hmac.digest(secret, context + body, "sha256")`` at a fraction of its cost.
     """
     key = hashlib.sha256(secret).digest() if len(secret) > 64 else secret
     key = key.ljust(64, b"\0")
     inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
     outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
 
-    def sign(body: bytes) -> bytes:
+    def sign(context: bytes, body: bytes) -> bytes:
         i = inner.copy()
+        i.update(context)
         i.update(body)
         o = outer.copy()
         o.update(i.digest())
         return o.digest()
 
     return sign
+
+
+def _warn_if_others_can_write(path: Any, name: str) -> None:
+    """Warn when a local file read through an unsigned pickle codec, or its folder, is
+    writable by users other than its owner (a folder such as ``/tmp`` lets them create
+    the database, or its ``-wal`` file, before this process does)."""
+    if not isinstance(path, str) or os.name != "posix" or path == ":memory:" or path.startswith("file:"):
+        return
+    path = os.path.abspath(path)
+    for where in (path, os.path.dirname(path)):
+        try:
+            st = os.stat(where)
+        except OSError:
+            continue
+        if _others_can_write(st):
+            warnings.warn(
+                f"tier {name!r}: {where} is writable by other users, and the cache unpickles "
+                f"what it reads from {path}: any of them could run code in this process. Set "
+                f"serialize(secret=...), use JsonCodec, or keep the file in a folder only you "
+                f"can write",
+                InsecureStoreWarning,
+                stacklevel=_caller_level(),
+            )
+            return
+
+
+def _caller_level() -> int:
+    """The ``stacklevel`` of the first frame outside cachet (the user's ``build()``)."""
+    import sys
+
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _others_can_write(st: os.stat_result) -> bool:
+    if st.st_mode & stat.S_IWOTH:
+        return True
+    if not st.st_mode & stat.S_IWGRP:
+        return False
+    import grp
+    import pwd
+
+    try:  # a user's private group (umask 002 setups) holds nobody else
+        group = grp.getgrgid(st.st_gid)
+        private = not group.gr_mem and pwd.getpwuid(st.st_uid).pw_gid == st.st_gid
+    except KeyError:
+        return True
+    return not private

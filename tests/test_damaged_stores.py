@@ -92,3 +92,73 @@ async def test_damaged_redis_values_read_as_counted_misses_and_are_replaced(fron
                 assert (await c.get(key)).value == "new"
     finally:
         raw.close()
+
+
+# -- moved and re-stamped records ------------------------------------------------------
+
+
+@pytest.mark.parametrize("secret", [None, b"s"])
+async def test_moved_or_restamped_sqlite_rows_read_as_misses(frontend, clock, tmp_path, secret) -> None:
+    # A payload's check covers its namespace, key and stamps: a row copied to another
+    # key or namespace, or given another ttl, is a counted miss, then replaced.
+    db = str(tmp_path / "cache.db")
+
+    def cache(namespace: str = "cachet") -> Any:
+        below = frontend.builder(clock).name("l2").sqlite(db, namespace=namespace)
+        top = frontend.builder(clock).name("l1").memory(100)
+        top = top.serialize(secret=secret) if secret is not None else top
+        return top.fallback(below).build()
+
+    async with frontend.open(cache()) as c:
+        await c.insert("src", CacheEntry("the src value", None, 3600.0))
+    conn = sqlite3.connect(db)
+    copy = ("INSERT INTO cachet_v1 (namespace, key, value, cached_at, ttl, expires_at) "
+            "SELECT ?, ?, value, cached_at, ttl, expires_at FROM cachet_v1 WHERE namespace = 'cachet' AND key = ?")
+    conn.execute(copy, ("cachet", b"moved", b"src"))
+    conn.execute(copy, ("other", b"src", b"src"))
+    conn.execute(copy, ("cachet", b"restamped", b"src"))
+    conn.execute("UPDATE cachet_v1 SET ttl = 1e9, expires_at = 1e18 WHERE key = ?", (b"restamped",))
+    conn.commit()
+    conn.close()
+    async with frontend.open(cache()) as c:
+        assert (await c.get("src")).value == "the src value"  # the original still reads
+        assert await c.get("moved") is None and await c.get("restamped") is None
+        assert c.stats()["tiers"]["l2"]["decode_errors"] == 2
+        assert (await c.get_or_insert("moved", frontend.factory(lambda: "new"))).value == "new"
+    async with frontend.open(cache("other")) as c:
+        assert await c.get("src") is None
+        assert c.stats()["tiers"]["l2"]["decode_errors"] == 1
+    async with frontend.open(cache()) as c:
+        assert (await c.get("moved")).value == "new"  # the load replaced the moved row
+
+
+@pytest.mark.redis
+async def test_moved_or_restamped_redis_records_read_as_misses(frontend, clock, server) -> None:
+    redis = pytest.importorskip("redis")
+    ns, other = f"t-{uuid.uuid4().hex[:12]}", f"u-{uuid.uuid4().hex[:12]}"
+
+    def cache(namespace: str) -> Any:
+        below = frontend.builder(clock).name("l2").redis(server.url, namespace=namespace)
+        return frontend.builder(clock).name("l1").memory(100).serialize(secret=b"s").fallback(below).build()
+
+    async with frontend.open(cache(ns)) as c:
+        await c.insert("src", CacheEntry("the src value", None, 60.0))
+    raw = redis.Redis.from_url(server.url)
+    try:
+        good = raw.get(f"{ns}:src".encode())
+        fmt, flags, at, _ = HEADER.unpack_from(good)
+        raw.set(f"{ns}:moved".encode(), good)
+        raw.set(f"{other}:src".encode(), good)
+        raw.set(f"{ns}:long-ttl".encode(), HEADER.pack(fmt, flags, at, 1e9) + good[HEADER.size:])
+        raw.set(f"{ns}:older".encode(), HEADER.pack(fmt, flags, at - 30, 60.0) + good[HEADER.size:])
+        async with frontend.open(cache(ns)) as c:
+            assert (await c.get("src")).value == "the src value"
+            for key in ("moved", "long-ttl", "older"):
+                assert await c.get(key) is None, key
+            assert c.stats()["tiers"]["l2"]["decode_errors"] == 3
+            assert (await c.get_or_insert("moved", frontend.factory(lambda: "new"))).value == "new"
+        async with frontend.open(cache(other)) as c:
+            assert await c.get("src") is None
+            assert c.stats()["tiers"]["l2"]["decode_errors"] == 1
+    finally:
+        raw.close()

@@ -393,16 +393,18 @@ class Touch:
         return (pathlib.Path.touch, (pathlib.Path(self.path),))
 
 
-def planted_payloads(path: str) -> dict[str, bytes]:
-    """What an attacker who can write to Redis might put under the cache's key."""
+def planted_payloads(path: str, ns: str) -> dict[str, bytes]:
+    """What an attacker who can write to Redis might put under the cache's key ``k``
+    (knowing the format: the frames' checks cover the namespace, key and stamps)."""
     import pickle
 
-    from cachet.serialize import PickleCodec, Serializer
+    from cachet.serialize import PickleCodec, Serializer, record_context
     from cachet.tiers._redis import encode_record
 
     bare = pickle.dumps(Touch(path))
-    unsigned_frame = Serializer(PickleCodec()).dumps(Touch(path))
-    other_secret = Serializer(PickleCodec(), secret=b"another secret").dumps(Touch(path))
+    context = record_context(ns.encode(), b"k", 1.0, None)
+    unsigned_frame = Serializer(PickleCodec()).dumps(Touch(path), context)
+    other_secret = Serializer(PickleCodec(), secret=b"another secret").dumps(Touch(path), context)
     return {
         "bare pickle": bare,
         "record around a bare pickle": encode_record(CacheEntry(bare, 1.0)),
@@ -415,7 +417,7 @@ async def test_planted_pickle_is_not_unpickled(frontend, clock, server, raw, ns,
     marker = tmp_path / "pwned"
     cache = two_tier(frontend, clock, server.url, ns)
     async with frontend.open(cache) as c:
-        for what, payload in planted_payloads(str(marker)).items():
+        for what, payload in planted_payloads(str(marker), ns).items():
             raw.set(f"{ns}:k", payload)
             assert await c.get("k") is None, what  # a soft failure: a miss
             assert not marker.exists(), f"{what} was unpickled"
@@ -432,7 +434,7 @@ async def test_planted_pickle_would_run_if_unsigned_were_allowed(
     cache = (frontend.builder(clock).memory(10).serialize(allow_unsigned_pickle=True)
              .fallback(below).build())
     async with frontend.open(cache) as c:
-        raw.set(f"{ns}:k", planted_payloads(str(marker))["record around an unsigned frame"])
+        raw.set(f"{ns}:k", planted_payloads(str(marker), ns)["record around an unsigned frame"])
         await c.get("k")
     assert marker.exists()
 

@@ -438,7 +438,8 @@ def test_signature_is_standard_hmac_sha256(secret: bytes, body: bytes) -> None:
 
     from cachet.serialize import _hmac_sha256
 
-    assert _hmac_sha256(secret)(body) == hmac.digest(secret, body, "sha256")
+    assert _hmac_sha256(secret)(b"", body) == hmac.digest(secret, body, "sha256")
+    assert _hmac_sha256(secret)(b"ctx", body) == hmac.digest(secret, b"ctx" + body, "sha256")
 
 
 @pytest.mark.parametrize("ttl", [-1.0, 0.0, float("nan"), "soon"])

@@ -427,3 +427,37 @@ async def test_bad_payload_planted_in_the_file_reads_as_a_miss(frontend, clock, 
         assert await c.get("k") is None
         assert seen == [b"k"]
         assert (await c.get_or_insert("k", frontend.factory(lambda: "fresh"))).value == "fresh"
+
+
+# -- unsigned pickles from a file others can write --------------------------------------
+
+
+@pytest.mark.parametrize("frontend_builder", ["sync", "aio"])
+@pytest.mark.parametrize("where", ["folder", "file"])
+def test_build_warns_when_others_can_write_an_unsigned_pickle_store(tmp_path, frontend_builder, where) -> None:
+    import os
+
+    from cachet import AsyncCache, Cache
+    from cachet.serialize import InsecureStoreWarning, JsonCodec
+
+    builder = Cache.builder if frontend_builder == "sync" else AsyncCache.builder
+    db = tmp_path / "shared" / "cache.db"
+    db.parent.mkdir()
+    if where == "folder":
+        os.chmod(db.parent, 0o777)
+    else:
+        db.touch()
+        os.chmod(db, 0o666)
+    with pytest.warns(InsecureStoreWarning, match="writable by other users") as record:
+        builder().memory(10).fallback(builder().sqlite(str(db))).build()
+    assert record[0].filename == __file__  # it points at the user's build()
+    # Signed or JSON payloads are not code: no warning (warnings are errors in this suite).
+    builder().memory(10).serialize(secret=b"s").fallback(builder().sqlite(str(db))).build()
+    builder().memory(10).serialize(JsonCodec()).fallback(builder().sqlite(str(db))).build()
+
+
+def test_no_warning_for_a_store_only_its_owner_can_write(tmp_path) -> None:
+    from cachet import Cache
+
+    Cache.builder().sqlite(str(tmp_path / "mine.db")).build()  # tmp_path is 0o700
+    Cache.builder().sqlite(":memory:").build()
