@@ -7,6 +7,8 @@ import pytest
 from cachet import CacheEntry
 from cachet.testing import MockTier
 
+from .helpers import wait_until
+
 pytestmark = pytest.mark.anyio
 
 
@@ -151,6 +153,21 @@ class Blocked:
         return load
 
 
+async def until(frontend, predicate) -> None:
+    """Wait (bounded) until ``predicate()`` holds: a late load runs in a thread or task."""
+    import time
+
+    import anyio
+
+    deadline = time.monotonic() + 10
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        if frontend.is_sync:
+            time.sleep(0.001)
+        else:
+            await anyio.sleep(0.001)
+
+
 async def eventually(frontend, c, key, expected) -> None:
     """Wait (bounded) for a late load to land in the cache."""
     import time
@@ -223,3 +240,70 @@ async def test_invalidate_during_an_overrunning_load_wins(frontend, clock) -> No
 def test_soft_must_be_shorter_than_hard(frontend) -> None:
     with pytest.raises(ValueError, match="soft"):
         frontend.builder().memory(10).loader_timeouts(soft=2, hard=1).build()
+
+
+async def test_callers_arriving_during_an_overrunning_load_join_it(frontend, clock) -> None:
+    # A load that outlived its hard timeout still runs: a caller arriving meanwhile waits
+    # for it (at most its own timeout) instead of asking the backend again.
+    from cachet import LoaderTimeout
+
+    cache = frontend.builder(clock).memory(10).ttl(10).loader_timeouts(hard=0.02).build()
+    slow = Blocked(frontend, "late")
+    asked = []
+    async with frontend.open(cache) as c:
+        with pytest.raises(LoaderTimeout):
+            await c.get_or_insert("k", slow.factory())
+        with pytest.raises(LoaderTimeout):  # joined the running load, which overran again
+            await c.get_or_insert("k", frontend.factory(lambda: asked.append(1) or "again"))
+        assert asked == [] and c.stats()["coalesced_waits"] == 1
+        slow.release.set()
+        await eventually(frontend, c, "k", "late")
+        assert (await c.get_or_insert("k", frontend.factory(lambda: "again"))).value == "late"
+        assert len(cache._core.flights) == 0 and len(cache._core.guard) == 0
+
+
+async def test_a_joiner_gets_the_overrunning_load_when_it_ends_in_time(frontend, clock) -> None:
+    import threading
+
+    import anyio
+
+    from cachet import LoaderTimeout
+
+    cache = frontend.builder(clock).memory(10).ttl(10).loader_timeouts(hard=0.3).build()
+    slow = Blocked(frontend, "late")
+    got = []
+    async with frontend.open(cache) as c:
+        with pytest.raises(LoaderTimeout):
+            await c.get_or_insert("k", slow.factory())
+        if frontend.is_sync:
+            joiner = threading.Thread(target=lambda: got.append(cache.get_or_insert("k", lambda: "again")))
+            joiner.start()
+            wait_until(lambda: cache.stats()["coalesced_waits"] == 1, "the joiner to join")
+            slow.release.set()
+            joiner.join(10)
+        else:
+            async with anyio.create_task_group() as tg:
+                async def join():
+                    got.append(await c.get_or_insert("k", lambda: "again"))
+
+                tg.start_soon(join)
+                await anyio.wait_all_tasks_blocked()
+                assert cache.stats()["coalesced_waits"] == 1
+                slow.release.set()
+        assert [e.value for e in got] == ["late"]
+
+
+async def test_an_invalidate_detaches_an_overrunning_load(frontend, clock) -> None:
+    from cachet import LoaderTimeout
+
+    cache = frontend.builder(clock).memory(10).ttl(10).loader_timeouts(hard=0.02).build()
+    slow = Blocked(frontend, "late")
+    async with frontend.open(cache) as c:
+        with pytest.raises(LoaderTimeout):
+            await c.get_or_insert("k", slow.factory())
+        await c.invalidate("k")  # callers from now on do not join the older load
+        assert (await c.get_or_insert("k", frontend.factory(lambda: "fresh"))).value == "fresh"
+        slow.release.set()
+        await until(frontend, lambda: len(cache._core.guard) == 0)  # the older load ended
+        assert (await c.get("k")).value == "fresh"  # and did not overwrite the newer value
+        assert c.stats()["coalesced_waits"] == 0

@@ -50,6 +50,17 @@ class Load:
         self.late = late
 
 
+class Wait:
+    """Wait for ``signal`` (a ``threading.Event`` or ``anyio.Event``) to be set, at most
+    ``timeout`` seconds; receive nothing (the flow looks at what the wait was for)."""
+
+    __slots__ = ("signal", "timeout")
+
+    def __init__(self, signal: Any, timeout: float) -> None:
+        self.signal = signal
+        self.timeout = timeout
+
+
 class LoadTimedOut(Exception):
     """Thrown into a flow by a driver: a timed :class:`Load` did not finish in time."""
 
@@ -70,5 +81,5 @@ class Spawn:
         self.spawner = spawner
 
 
-Effect = Call | Fanout | Load | Spawn
+Effect = Call | Fanout | Load | Spawn | Wait
 Flow = Generator[Effect, Any, Any]

@@ -40,7 +40,7 @@ from typing import Any
 
 from . import attributes as a
 from .clock import Clock, SystemClock
-from .effects import DETACHED, Call, Fanout, Flow, Load, LoadTimedOut, Spawn
+from .effects import DETACHED, Call, Fanout, Flow, Load, LoadTimedOut, Spawn, Wait
 from .entry import CacheEntry, new_entry
 from .errors import (
     CacheError,
@@ -70,7 +70,9 @@ REJECTED = InsertOutcome.REJECTED
 PLAIN, TRY, OPTIONAL = a.OP_GET_OR_INSERT, a.OP_TRY_GET_OR_INSERT, a.OP_OPTIONALLY_GET_OR_INSERT
 # Operations whose in-flight run an invalidate detaches (it may write the key back).
 LOAD_OPS = (PLAIN, TRY, OPTIONAL)
-READ_OPS = (a.OP_GET, *LOAD_OPS)
+# The loads of each mode that outlived their timeout and still run: callers join them.
+LATE_OF = {mode: f"{mode}.late" for mode in LOAD_OPS}
+READ_OPS = (a.OP_GET, *LOAD_OPS, *LATE_OF.values())
 # Operations an insert detaches: calls after it see its value (or remove it).
 WRITE_DETACHES = (*READ_OPS, a.OP_INVALIDATE)
 _ALL: Any = object()  # "every key": what _remove clears
@@ -583,25 +585,33 @@ class Core:
         found = yield from self._walk(key, 0, False, (factory, mode), spare)
         if found is not None:
             return found
+        timeout = self.soft_timeout if spare and self.soft_timeout else self.hard_timeout
+        if timeout is not None:  # a load of the key that outlived its timeout: join it
+            with self.mutex:
+                running = self.flights.find(LATE_OF[mode], key)
+                if running is not None:
+                    self.coalesced_waits += 1
+            if running is not None:
+                return (yield from self._join_late(key, mode, running, timeout, spare))
         token = self.begin_load(key)
         mark = _LOADING.set((self.ident, key, _LOADING.get()))
         handed_over = False  # a timed-out load's late flow owns the token
         try:
-            timeout = self.soft_timeout if spare and self.soft_timeout else self.hard_timeout
             try:
                 if timeout is None:
                     result = yield Load(factory)
                 else:
-                    late = partial(self._late, key, mode, token)
+                    flight = Flight(LATE_OF[mode], key, self.make_signal())
+                    late = partial(self._late, key, mode, token, flight)
                     result = yield Load(factory, timeout, late)
             except LoadTimedOut:
                 handed_over = True
+                with self.mutex:  # callers from now on join it (unless it just ended)
+                    if not flight.settled:
+                        self.flights.of(flight.op)[key] = flight
                 if spare:  # soft timeout (or a hard one with fail-safe): serve the old value
                     return (yield from self._serve_spare(key, spare[0]))
-                raise LoaderTimeout(
-                    f"loading {key!r} took longer than {timeout}s; it goes on in the "
-                    f"background and its result will be cached"
-                ) from None
+                raise self._timed_out(key, timeout) from None
             except Exception as exc:
                 if spare:  # fail-safe: an expired value beats an error
                     return (yield from self._serve_spare(key, spare[0]))
@@ -784,21 +794,52 @@ class Core:
         self.guard.add(token)
         self.invalidates.pop(token.key, None)
 
-    def _late(self, key: Hashable, mode: str, token: WriteToken, value: Any,
-              error: BaseException | None) -> Flow:
-        return self._background(self._late_flow(key, mode, token, value, error))
+    def _timed_out(self, key: Hashable, timeout: float | None) -> LoaderTimeout:
+        return LoaderTimeout(f"loading {key!r} took longer than {timeout}s; it goes on in the "
+                             f"background and its result will be cached")
 
-    def _late_flow(self, key: Hashable, mode: str, token: WriteToken, value: Any,
+    def _join_late(self, key: Hashable, mode: str, flight: Flight, timeout: float,
+                   spare: list[tuple[CacheEntry[Any], Level]]) -> Flow:
+        """A load of ``key`` outlived its timeout and still runs (``flight``): wait for
+        it, at most ``timeout``, rather than ask the backend again. Its outcome is this
+        call's; past the timeout, the fail-safe value or :class:`LoaderTimeout`, as for a
+        load of one's own."""
+        yield Wait(flight.signal, timeout)
+        if not flight.settled:
+            if spare:
+                return (yield from self._serve_spare(key, spare[0]))
+            raise self._timed_out(key, timeout)
+        if flight.error is not None:
+            error = self._load_error(key, mode, flight.error)
+            if error is flight.error:
+                raise error
+            raise error from flight.error
+        return flight.value
+
+    def _late(self, key: Hashable, mode: str, token: WriteToken, flight: Flight, value: Any,
+              error: BaseException | None) -> Flow:
+        return self._background(self._late_flow(key, mode, token, flight, value, error))
+
+    def _late_flow(self, key: Hashable, mode: str, token: WriteToken, flight: Flight, value: Any,
                    error: BaseException | None) -> Flow:
         """A load that outlived its timeout finished: cache its value (unless an
-        invalidate came first), as the load itself would have, or report its error."""
+        invalidate came first), as the load itself would have, or report its error;
+        then hand its outcome to the callers that joined it (``_join_late``)."""
+        entry = None
         try:
             if error is None:
-                yield from self._store_loaded(key, value, mode, token)
+                entry = yield from self._store_loaded(key, value, mode, token)
             else:
                 self.report_load_error(key, error)
+        except Exception as exc:  # a tier failed storing it: tell the joiners, report it
+            error = exc
+            self.report_load_error(key, exc)
+        except BaseException:  # cancelled: the cache is closing
+            error = self._closed_error(key)
+            raise
         finally:
             self.guard.end(token)
+            self._settle(flight, entry, error)
 
     # -- writes ------------------------------------------------------------------------
 

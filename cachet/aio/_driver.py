@@ -9,7 +9,7 @@ from typing import Any
 
 import anyio
 
-from .._core.effects import Call, Fanout, Flow, Load
+from .._core.effects import Call, Fanout, Flow, Load, Wait
 
 
 async def drive(flow: Flow, spawn: Callable[[Any], None],
@@ -42,6 +42,9 @@ async def drive(flow: Flow, spawn: Callable[[Any], None],
                     send = effect.factory()  # type: ignore[union-attr]
                     if hasattr(send, "__await__"):  # a coroutine function's (or any awaitable)
                         send = await send
+            elif kind is Wait:
+                with anyio.move_on_after(effect.timeout):  # type: ignore[union-attr]
+                    await effect.signal.wait()  # type: ignore[union-attr]
             else:
                 spawn(effect)
         except BaseException as exc:

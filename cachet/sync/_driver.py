@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._core.effects import Call, Fanout, Flow, Load
+from .._core.effects import Call, Fanout, Flow, Load, Wait
 
 
 def drive(flow: Flow, spawn: Callable[[Any], None],
@@ -33,6 +33,8 @@ def drive(flow: Flow, spawn: Callable[[Any], None],
                     send = effect.factory()  # type: ignore[union-attr]
                 else:
                     send = timed_load(effect)  # type: ignore[arg-type]
+            elif kind is Wait:
+                effect.signal.wait(effect.timeout)  # type: ignore[union-attr]
             else:
                 spawn(effect)
         except BaseException as exc:  # thrown into the flow, which cleans up and re-raises
