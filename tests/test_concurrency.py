@@ -363,3 +363,46 @@ async def test_invalidate_during_refresh_drops_the_refreshed_value(frontend, clo
         assert not l1.contains_key("k")
         assert not [op for op in l1.operations if isinstance(op, InsertRequest)]
         assert cache._core.refreshing == set() and len(cache._core.guard) == 0
+
+
+@pytest.mark.parametrize("path", ["plain", "flow"])
+def test_an_interrupted_leader_thread_does_not_interrupt_its_waiters(path) -> None:
+    # A KeyboardInterrupt (or SystemExit) in the thread leading a shared load is that
+    # thread's: the waiters get a CacheError that says what happened, and may call again.
+    from cachet import Cache, CacheError
+
+    b = Cache.builder().memory(10).ttl(60).stampede_protection()
+    cache = (b.fail_safe(60) if path == "flow" else b).build()
+    assert cache._core.direct_load == (path == "plain")
+    joined, outcomes = threading.Event(), {}
+
+    def load():
+        assert joined.wait(10)
+        raise KeyboardInterrupt
+
+    def leader():
+        try:
+            cache.get_or_insert("k", load)
+        except BaseException as exc:
+            outcomes["leader"] = exc
+
+    def waiter():
+        try:
+            cache.get_or_insert("k", lambda: "never")
+        except BaseException as exc:
+            outcomes["waiter"] = exc
+
+    with cache:
+        lead = threading.Thread(target=leader)
+        lead.start()
+        wait_until(lambda: flight_waiters(cache, "cache.get_or_insert", "k") == 0, "the leader to start")
+        wait_ = threading.Thread(target=waiter)
+        wait_.start()
+        wait_until(lambda: flight_waiters(cache, "cache.get_or_insert", "k") == 1, "the waiter to join")
+        joined.set()
+        lead.join(10)
+        wait_.join(10)
+        assert isinstance(outcomes["leader"], KeyboardInterrupt)
+        assert isinstance(outcomes["waiter"], CacheError) and "interrupted" in str(outcomes["waiter"])
+        assert isinstance(outcomes["waiter"].__cause__, KeyboardInterrupt)
+        assert cache.get_or_insert("k", lambda: "again").value == "again"  # nothing stuck

@@ -299,7 +299,7 @@ class Core:
                 if self.handoff:
                     self._settle(flight, _ABANDONED, None)
                 else:
-                    self._settle(flight, None, exc)
+                    self._settle(flight, None, self._interrupted(key, exc))
                 raise
             self._settle(flight, value, None)
             return value
@@ -333,6 +333,14 @@ class Core:
                 flight.leader_waits = False
             else:
                 flight.waiters -= 1
+
+    def _interrupted(self, key: Hashable, exc: BaseException) -> CacheError:
+        """What the waiters of a shared call get when its leader's thread was interrupted
+        (``KeyboardInterrupt``, ``SystemExit``): not the interrupt, which was not theirs."""
+        error = CacheError(f"the call sharing its load of {key!r} with this one was interrupted "
+                           f"({type(exc).__name__}); call again")
+        error.__cause__ = exc
+        return error
 
     def _closed_error(self, key: Hashable) -> CacheError:
         return CacheError(f"cache {self.name!r} was closed while loading {key!r}")
@@ -703,8 +711,11 @@ class Core:
         that hands over leaves the call to its waiters, as in :meth:`_operation`."""
         if flight.mark is not None:
             _LOADING.reset(flight.mark)
-        if self.handoff and not isinstance(exc, Exception):
-            self._end_load(flight, _ABANDONED, None)
+        if not isinstance(exc, Exception):
+            if self.handoff:
+                self._end_load(flight, _ABANDONED, None)
+            else:
+                self._end_load(flight, None, self._interrupted(flight.key, exc))
             return exc
         error = self._load_error(flight.key, flight.op, exc)
         self._end_load(flight, None, error)
@@ -717,10 +728,17 @@ class Core:
         context keeps the load's mark for the factory's re-entrancy check)."""
         _LOADING.reset(flight.mark)
         flight.mark = None
+        flight.leader_waits = True  # (a plain store: the loop thread owns this flight now)
+
+    def signal_for(self, flight: Flight) -> Any:
+        """The signal to wait on for ``flight``, made now if no joiner made one; ``None``
+        if it has settled (a quick load needs no signal at all)."""
         with self.mutex:
+            if flight.settled:
+                return None
             if flight.signal is None:
                 flight.signal = self.make_signal()
-            flight.leader_waits = True
+            return flight.signal
 
     def end_detached(self, flight: Flight, result: Any, exc: BaseException | None) -> None:
         """A detached load of :meth:`start_load` ended with ``result`` or ``exc``: store

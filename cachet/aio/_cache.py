@@ -205,8 +205,9 @@ class Cache(CacheBase[K, V]):
         core.detach_load(flight)
         try:
             await anyio.lowlevel.checkpoint()  # the task's first turn: a quick load is over
-            if not flight.settled:
-                await flight.signal.wait()
+            signal = core.signal_for(flight)
+            if signal is not None:
+                await signal.wait()
         except BaseException:
             core.stop_waiting(flight, True)
             raise
