@@ -86,6 +86,7 @@ class BuilderBase(Generic[K, V]):
         self._logs = False
         self._backplane: Any = None
         self._fail_safe: FailSafe | None = None
+        self._degraded = False
         self._loader_timeouts: tuple[Any, Any] = (None, None)
         self._problems: list[str] = []
 
@@ -246,6 +247,15 @@ class BuilderBase(Generic[K, V]):
             self._problems.append(str(exc))
         return self
 
+    def degraded_reads(self: B, enabled: bool = True) -> B:
+        """Let reads go on when the bottom tier fails: its error is reported (the tier's
+        ``cache.get_error``, its ``errors`` count) and the read is a miss, so the primary
+        tier and the loaders keep serving. Off by default (the error is raised as
+        ``TierError``). Writes still raise: an ``insert`` or ``invalidate`` that did not
+        reach a tier says so. Needs a tier below the primary."""
+        self._degraded = enabled
+        return self
+
     def loader_timeouts(self: B, *, soft: Duration | None = None,
                         hard: Duration | None = None) -> B:
         """Bound how long a caller waits for a load (``get_or_insert`` and friends).
@@ -332,6 +342,9 @@ class BuilderBase(Generic[K, V]):
                 codec, secret, allow_unsigned = b._serialize
                 codec = codec if codec is not None else "default"
         self._timeouts(problems)
+        if self._degraded and len(specs) < 2:
+            problems.append("degraded_reads() needs a tier below the primary (.fallback(...)): "
+                            "a failing primary tier is always raised")
         if problems:
             raise ValueError("invalid cache configuration:\n  - " + "\n  - ".join(problems))
         if self._fail_safe is not None:
@@ -354,6 +367,7 @@ class BuilderBase(Generic[K, V]):
             reporter = Reporter(name, self._handler, self._logs)
         core = Core(levels, self._clock, name=name, stampede=self._stampede, reporter=reporter,
                     fail_safe=self._fail_safe, loader_timeouts=self._timeouts([]),
+                    degraded=self._degraded,
                     handoff=handoff, mutex=threading.Lock(), make_signal=make_signal)
         for level in levels:
             _listen(core, level)

@@ -307,3 +307,70 @@ async def test_an_invalidate_detaches_an_overrunning_load(frontend, clock) -> No
         await until(frontend, lambda: len(cache._core.guard) == 0)  # the older load ended
         assert (await c.get("k")).value == "fresh"  # and did not overwrite the newer value
         assert c.stats()["coalesced_waits"] == 0
+
+
+# -- degraded reads ----------------------------------------------------------------------
+
+
+def degraded_cache(frontend, clock, l2, enabled=True):
+    b = (frontend.builder(clock).name("l1").memory(10).ttl(60)
+         .fallback(frontend.builder(clock).name("l2").storage(l2).ttl(600)))
+    return (b.degraded_reads() if enabled else b).build()
+
+
+async def test_degraded_reads_skip_a_failing_bottom_tier(frontend, clock) -> None:
+    from cachet import TierError
+    from cachet.service import GetRequest
+
+    l2 = MockTier.with_data({"old": CacheEntry("from l2", clock.now(), 600.0)})
+    async with frontend.open(degraded_cache(frontend, clock, l2)) as c:
+        assert (await c.get("old")).value == "from l2"  # a healthy tier is read as always
+        l2.fail_when(lambda r: isinstance(r, GetRequest))
+        assert await c.get("k") is None  # a miss, not an error
+        assert (await c.get_or_insert("k", frontend.factory(lambda: "loaded"))).value == "loaded"
+        assert (await c.get("k")).value == "loaded"  # L1 serves it
+        assert c.stats()["tiers"]["l2"]["errors"] == 2  # reported, every time
+        l2.fail_when(lambda r: True)
+        with pytest.raises(TierError):  # writes still say they did not reach a tier
+            await c.insert("k", "new")
+        with pytest.raises(TierError):
+            await c.invalidate("k")
+        l2.clear_failures()
+        await c.insert("k", "healed")
+        assert (await c.get("k")).value == "healed"
+
+
+async def test_without_degraded_reads_the_bottom_tier_error_is_raised(frontend, clock) -> None:
+    from cachet import TierError
+
+    l2 = MockTier()
+    l2.fail_when(lambda r: True)
+    async with frontend.open(degraded_cache(frontend, clock, l2, enabled=False)) as c:
+        with pytest.raises(TierError):
+            await c.get_or_insert("k", frontend.factory(lambda: "loaded"))
+
+
+def test_degraded_reads_need_a_tier_below(frontend) -> None:
+    with pytest.raises(ValueError, match="degraded_reads.. needs a tier below"):
+        frontend.builder().memory(10).degraded_reads().build()
+
+
+@pytest.mark.redis
+async def test_degraded_reads_serve_through_a_redis_outage(frontend, clock, own_server) -> None:
+    # A test-owned redis-server, killed and restarted: while it is down, loads are served
+    # and cached in L1 with no error reaching the caller; once it is back, it is used again.
+    import uuid
+
+    below = (frontend.builder(clock).name("l2").ttl(600)
+             .redis(own_server.url, namespace=f"d-{uuid.uuid4().hex[:8]}", socket_timeout=0.5))
+    cache = (frontend.builder(clock).name("l1").memory(100).ttl(60).serialize(secret=b"s")
+             .fallback(below).degraded_reads().build())
+    async with frontend.open(cache) as c:
+        await c.insert("before", 1)
+        own_server.kill()
+        for i in range(5):
+            assert (await c.get_or_insert(f"k{i}", frontend.factory(lambda i=i: i))).value == i
+        assert c.stats()["tiers"]["l2"]["errors"] >= 5
+        own_server.restart()
+        assert (await c.get_or_insert("after", frontend.factory(lambda: "a"))).value == "a"
+        await c.invalidate("after")  # the tier works again: writes reach it

@@ -125,6 +125,7 @@ class Core:
         make_signal: Callable[[], Any],
         fail_safe: FailSafe | None = None,
         loader_timeouts: tuple[float | None, float | None] = (None, None),
+        degraded: bool = False,
     ) -> None:
         self.levels = levels
         self.clock = clock
@@ -141,6 +142,7 @@ class Core:
         self.detach = False
         self.make_signal = make_signal  # threading.Event or anyio.Event: what waits wait on
         self.fail_safe = fail_safe
+        self.degraded = degraded  # a failing bottom tier (not the primary) reads as a miss
         # Soft: with a fail-safe value at hand, serve it after this long. Hard: give up.
         self.soft_timeout, self.hard_timeout = loader_timeouts
         self.flights = Flights(WRITE_DETACHES)  # every operation that can be shared
@@ -408,6 +410,8 @@ class Core:
                     self.report(level, a.GET_ERROR, t0)
                     if i == last:
                         if spare is None:
+                            if self.degraded and i > 0:  # reported above; a miss
+                                break
                             raise self.tier_error(level, "get", exc)  # noqa: B904 (cause set there)
                         found = yield from self._serve_spare(key, spare)
                         source = spare[1]
