@@ -351,7 +351,7 @@ async def test_without_degraded_reads_the_bottom_tier_error_is_raised(frontend, 
 
 
 def test_degraded_reads_need_a_tier_below(frontend) -> None:
-    with pytest.raises(ValueError, match="degraded_reads.. needs a tier below"):
+    with pytest.raises(ValueError, match=r"degraded_reads\(\) needs a tier below"):
         frontend.builder().memory(10).degraded_reads().build()
 
 
