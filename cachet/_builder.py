@@ -25,7 +25,9 @@ from ._core.policy import ExpirationPolicy, FailSafe, InsertPolicy, TimeToRefres
 from ._core.stack import Core
 from ._core.stats import STAT_OF_EVENT
 from ._core.tier import AsyncTier, Tier
+from .middleware import BreakerState, CircuitBreaker
 from .serialize import encoded_tier
+from .service import ServiceAdapter, as_service
 from .tiers._memory import MemoryTier, check_memory_args
 
 K = TypeVar("K")
@@ -52,6 +54,7 @@ class TierSpec:
     allow_unsigned_pickle: bool
     jitter: float = 0.0
     grace: float = 0.0  # keep expired entries this much longer (fail-safe's max_stale)
+    breaker: dict[str, Any] | None = None  # .circuit_breaker(**settings) of this tier
 
     def make_tier(self, clock: Clock) -> Any:
         if self.kind == "memory":
@@ -76,6 +79,7 @@ class BuilderBase(Generic[K, V]):
         self._name: str | None = None
         self._ttl: Any = None
         self._jitter = 0.0
+        self._breaker: dict[str, Any] | None = None
         self._ttr: TimeToRefresh | None = None
         self._policy = InsertPolicy.always()
         self._expiration = ExpirationPolicy.lazy()
@@ -185,6 +189,19 @@ class BuilderBase(Generic[K, V]):
                 f"expiration_policy takes an ExpirationPolicy, not {type(policy).__name__}"
             )
         self._expiration = policy
+        return self
+
+    def circuit_breaker(self: B, *, failure_threshold: int = 5, window: Duration = 60.0,
+                        cooldown: Duration = 30.0) -> B:
+        """Put this tier behind a circuit breaker of its own: after ``failure_threshold``
+        failed calls within ``window`` seconds it opens, and for ``cooldown`` seconds every
+        call fails at once (``TierError`` caused by ``CircuitOpenError``) without reaching
+        the tier; then one call probes it, and a success closes it. Opening and closing
+        are the tier events ``cache.breaker_opened`` and ``cache.breaker_closed``, counted
+        in its ``breaker_opens``. With ``.degraded_reads()`` on the top builder, reads of
+        a tier whose breaker is open are misses served by the tiers above and the loaders.
+        Meant for network tiers (Redis) whose outages would cost every call a timeout."""
+        self._breaker = {"failure_threshold": failure_threshold, "window": window, "cooldown": cooldown}
         return self
 
     def time_to_refresh(self: B, ttr: TimeToRefresh | Duration) -> B:
@@ -336,6 +353,12 @@ class BuilderBase(Generic[K, V]):
             else:
                 specs.append(TierSpec(b._kind, name, b._storage, ttl, ttr, b._policy,
                                       b._expiration, codec, secret, allow_unsigned, b._jitter))
+            specs[-1].breaker = b._breaker
+            if b._breaker is not None:
+                try:  # its settings are checked now, at build
+                    CircuitBreaker(**b._breaker)
+                except (TypeError, ValueError) as exc:
+                    problems.append(f"{where}: circuit_breaker: {exc}")
             if b._serialize is not None:
                 if codec is not None:
                     problems.append(f"{where}: the stack already serializes above this tier")
@@ -405,6 +428,8 @@ def build_levels(specs: list[TierSpec], clock: Clock, adapt: Adapter) -> tuple[l
             owned.append(tier)
         if spec.codec is not None:
             tier = encoded_tier(tier, spec)
+        if spec.breaker is not None:
+            tier = _BreakerGuard.around(tier, spec, clock)
         ops, length = adapt(tier, spec)
         ttr = spec.ttr
         levels.append(Level(
@@ -418,10 +443,47 @@ def build_levels(specs: list[TierSpec], clock: Clock, adapt: Adapter) -> tuple[l
     return levels, owned
 
 
+class _BreakerGuard(ServiceAdapter):
+    """A tier behind its own circuit breaker (``.circuit_breaker()``): the breaker is the
+    middleware's, around the tier as a service. ``guarded`` is the tier itself (its
+    listeners are set on it); ``on_breaker_change`` is set by the assembly to report."""
+
+    guarded: Any
+    breaker: CircuitBreaker
+    on_breaker_change: Callable[[BreakerState, BreakerState], None] | None
+    nonblocking: bool
+
+    @classmethod
+    def around(cls, tier: Any, spec: TierSpec, clock: Clock) -> _BreakerGuard:
+        guard: _BreakerGuard
+
+        def changed(old: BreakerState, new: BreakerState) -> None:
+            if guard.on_breaker_change is not None:
+                guard.on_breaker_change(old, new)
+
+        assert spec.breaker is not None
+        breaker = CircuitBreaker(**spec.breaker, clock=clock, name=spec.name, on_change=changed)
+        guard = cls(breaker(as_service(tier)))
+        guard.guarded, guard.breaker = tier, breaker
+        guard.on_breaker_change = None
+        guard.nonblocking = bool(getattr(tier, "nonblocking", False))
+        return guard
+
+
 def _listen(core: Core, level: Level) -> None:
     """Let a tier report what happens inside it: evictions and expiry (the memory tier),
-    payloads that failed to decode (the byte boundary; they read as misses)."""
+    payloads that failed to decode (the byte boundary; they read as misses), its circuit
+    breaker opening and closing."""
     tier = level.tier
+    if isinstance(tier, _BreakerGuard):
+        def changed(old: BreakerState, new: BreakerState) -> None:
+            if new is BreakerState.OPEN:
+                core.report(level, a.BREAKER_OPENED)
+            elif new is BreakerState.CLOSED:
+                core.report(level, a.BREAKER_CLOSED)
+
+        tier.on_breaker_change = changed
+        tier = tier.guarded
     if hasattr(tier, "listener"):
         events = {"eviction": a.EVICTION, "expired": a.EXPIRED}
         # Counted in stats by the lookups that find entries expired; the sweep's removals

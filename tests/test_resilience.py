@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cachet import CacheEntry
+from cachet._core import attributes as a
 from cachet.testing import MockTier
 
 from .helpers import wait_until
@@ -374,3 +375,51 @@ async def test_degraded_reads_serve_through_a_redis_outage(frontend, clock, own_
         own_server.restart()
         assert (await c.get_or_insert("after", frontend.factory(lambda: "a"))).value == "a"
         await c.invalidate("after")  # the tier works again: writes reach it
+
+
+# -- a tier's circuit breaker -----------------------------------------------------------
+
+
+async def test_a_tiers_circuit_breaker_opens_probes_and_closes(frontend, clock) -> None:
+    from cachet import TierError
+    from cachet.service import CircuitOpenError
+
+    h = []
+
+    class Handler:
+        def on_tier_event(self, event):
+            h.append((event.tier_name, event.event))
+
+        def on_operation_complete(self, event):
+            pass
+
+    l2 = MockTier()
+    cache = (frontend.builder(clock).name("l1").memory(10).ttl(60).event_handler(Handler())
+             .fallback(frontend.builder(clock).name("l2").storage(l2).ttl(600)
+                       .circuit_breaker(failure_threshold=3, window=10, cooldown=5))
+             .degraded_reads().build())
+    async with frontend.open(cache) as c:
+        l2.fail_when(lambda r: True)
+        for i in range(3):  # three failures within the window open it
+            assert await c.get(f"k{i}") is None
+        asked = len(l2.operations)
+        assert ("l2", a.BREAKER_OPENED) in h
+        for i in range(10):  # open: the tier is not asked, and the reads are misses
+            assert await c.get(f"j{i}") is None
+        assert len(l2.operations) == asked
+        with pytest.raises(TierError) as info:  # a write says the tier was not reached
+            await c.insert("w", 1)
+        assert isinstance(info.value.__cause__, CircuitOpenError)
+        l2.clear_failures()
+        clock.advance(6)  # past the cooldown: the next call probes, succeeds, closes it
+        assert (await c.get_or_insert("p", frontend.factory(lambda: "v"))).value == "v"
+        assert ("l2", a.BREAKER_CLOSED) in h
+        assert l2.contains_key("p")
+        assert c.stats()["tiers"]["l2"]["breaker_opens"] == 1
+
+
+def test_circuit_breaker_settings_are_checked_at_build(frontend) -> None:
+    b = frontend.builder().memory(10).fallback(frontend.builder().storage(MockTier())
+                                                .circuit_breaker(failure_threshold=0))
+    with pytest.raises(ValueError, match="circuit_breaker"):
+        b.build()

@@ -33,9 +33,10 @@ pytestmark = pytest.mark.anyio
 TIER_EVENTS = sorted(a.ERROR_EVENTS | a.INFO_EVENTS | a.DEBUG_EVENTS)
 # Events that need more than tiers to happen (a backplane to publish to; fail-safe, which
 # tests/test_resilience.py covers; a load that fails after its callers left, which
-# tests/test_detached_loads.py covers), left out of the script that makes a cache emit
+# tests/test_detached_loads.py covers; a tier's circuit breaker, which
+# tests/test_resilience.py covers), left out of the script that makes a cache emit
 # every event.
-NOT_FROM_TIERS = {a.PUBLISH_ERROR, a.FAIL_SAFE, a.LOAD_ERROR}
+NOT_FROM_TIERS = {a.PUBLISH_ERROR, a.FAIL_SAFE, a.LOAD_ERROR, a.BREAKER_OPENED, a.BREAKER_CLOSED}
 
 
 class Recorder:
@@ -777,10 +778,10 @@ STATS_EXPECTED = {
     "tiers": {
         "c": {"hits": 2, "misses": 5, "expired": 0, "errors": 0, "inserts": 5, "rejections": 1,
               "evictions": 2, "refreshes": 1, "refresh_misses": 0, "invalidations": 1,
-              "decode_errors": 0, "fail_safe": 0},
+              "decode_errors": 0, "fail_safe": 0, "breaker_opens": 0},
         "l2": {"hits": 2, "misses": 2, "expired": 1, "errors": 1, "inserts": 4, "rejections": 0,
                "evictions": 0, "refreshes": 0, "refresh_misses": 0, "invalidations": 1,
-               "decode_errors": 0, "fail_safe": 0},
+               "decode_errors": 0, "fail_safe": 0, "breaker_opens": 0},
     },
     "coalesced_waits": 2,
     "load_errors": 0,

@@ -19,6 +19,8 @@ __all__ = [
     "CLEAR_ERROR",
     "PUBLISH_ERROR",
     "LOAD_ERROR",
+    "BREAKER_OPENED",
+    "BREAKER_CLOSED",
     "EXPIRED",
     "REFRESH_MISS",
     "INSERTED",
@@ -64,6 +66,7 @@ INVALIDATE_ERROR: Final = "cache.invalidate_error"
 CLEAR_ERROR: Final = "cache.clear_error"
 PUBLISH_ERROR: Final = "cache.publish_error"
 LOAD_ERROR: Final = "cache.load_error"  # a load no caller waited for any more failed
+BREAKER_OPENED: Final = "cache.breaker_opened"  # a tier's circuit breaker opened
 # INFO events.
 EXPIRED: Final = "cache.expired"
 REFRESH_MISS: Final = "cache.refresh_miss"
@@ -73,6 +76,7 @@ INVALIDATED: Final = "cache.invalidated"
 EVICTION: Final = "cache.eviction"
 DECODE_ERROR: Final = "cache.decode_error"
 FAIL_SAFE: Final = "cache.fail_safe"
+BREAKER_CLOSED: Final = "cache.breaker_closed"  # ... and closed again after a probe
 # DEBUG events.
 HIT: Final = "cache.hit"
 MISS: Final = "cache.miss"
@@ -91,9 +95,9 @@ OP_OPTIONALLY_GET_OR_INSERT: Final = "cache.optionally_get_or_insert"
 OP_REFRESH: Final = "cache.refresh"
 
 ERROR_EVENTS: Final = frozenset({GET_ERROR, INSERT_ERROR, INVALIDATE_ERROR, CLEAR_ERROR, PUBLISH_ERROR,
-                                 LOAD_ERROR})
+                                 LOAD_ERROR, BREAKER_OPENED})
 INFO_EVENTS: Final = frozenset(
     {EXPIRED, REFRESH_MISS, INSERTED, INSERT_REJECTED, INVALIDATED, EVICTION, DECODE_ERROR,
-     FAIL_SAFE}
+     FAIL_SAFE, BREAKER_CLOSED}
 )
 DEBUG_EVENTS: Final = frozenset({HIT, MISS, REFRESH_HIT, CLEARED})

@@ -7,13 +7,14 @@ from typing import Any
 from . import attributes as a
 
 FIELDS = ("hits", "misses", "expired", "errors", "inserts", "rejections", "evictions",
-          "refreshes", "refresh_misses", "invalidations", "decode_errors", "fail_safe")
+          "refreshes", "refresh_misses", "invalidations", "decode_errors", "fail_safe",
+          "breaker_opens")
 
 STAT_OF_EVENT: dict[str, int] = {
     a.HIT: 0, a.MISS: 1, a.EXPIRED: 2,
     a.GET_ERROR: 3, a.INSERT_ERROR: 3, a.INVALIDATE_ERROR: 3, a.CLEAR_ERROR: 3, a.PUBLISH_ERROR: 3,
     a.INSERTED: 4, a.INSERT_REJECTED: 5, a.EVICTION: 6, a.REFRESH_HIT: 7, a.REFRESH_MISS: 8,
-    a.INVALIDATED: 9, a.DECODE_ERROR: 10, a.FAIL_SAFE: 11,
+    a.INVALIDATED: 9, a.DECODE_ERROR: 10, a.FAIL_SAFE: 11, a.BREAKER_OPENED: 12,
 }
 
 

@@ -36,6 +36,7 @@ class TierStats:
     invalidations: int = 0
     decode_errors: int = 0
     fail_safe: int = 0
+    breaker_opens: int = 0
 
     @property
     def lookups(self) -> int:
