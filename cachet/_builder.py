@@ -452,6 +452,7 @@ class _BreakerGuard(ServiceAdapter):
     breaker: CircuitBreaker
     on_breaker_change: Callable[[BreakerState, BreakerState], None] | None
     nonblocking: bool
+    len: Callable[[], Any]
 
     @classmethod
     def around(cls, tier: Any, spec: TierSpec, clock: Clock) -> _BreakerGuard:
@@ -467,6 +468,9 @@ class _BreakerGuard(ServiceAdapter):
         guard.guarded, guard.breaker = tier, breaker
         guard.on_breaker_change = None
         guard.nonblocking = bool(getattr(tier, "nonblocking", False))
+        length = getattr(tier, "len", None)
+        if length is not None:  # counting is not a call the breaker guards
+            guard.len = length
         return guard
 
 

@@ -423,3 +423,11 @@ def test_circuit_breaker_settings_are_checked_at_build(frontend) -> None:
                                                 .circuit_breaker(failure_threshold=0))
     with pytest.raises(ValueError, match="circuit_breaker"):
         b.build()
+
+
+async def test_a_tier_behind_a_breaker_still_counts_its_entries(frontend, clock) -> None:
+    cache = (frontend.builder(clock).memory(10).circuit_breaker()
+             .fallback(frontend.builder(clock).storage(MockTier())).build())
+    async with frontend.open(cache) as c:
+        await c.insert("k", 1)
+        assert await c.len() == 1
