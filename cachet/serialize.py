@@ -78,6 +78,7 @@ FORMAT_VERSION = 2
 """The first byte of every payload. Bumped when the framing changes; old payloads then read
 as misses. Version 2: the check (CRC or HMAC) covers the record's place and stamps too."""
 
+
 class InsecureStoreWarning(UserWarning):
     """Emitted at build: unsigned pickles would be read from a file that other users can
     write (the file or its folder), so any of them could run code in this process."""
@@ -405,6 +406,7 @@ def record_context(namespace: bytes, key: bytes, cached_at: float | None, ttl: f
     flags = (1 if cached_at is not None else 0) | (2 if ttl is not None else 0)
     return (_PLACE.pack(len(namespace), len(key)) + namespace + key
             + _STAMPS.pack(flags, cached_at or 0.0, ttl or 0.0))
+
 
 DecodeHook = Callable[[bytes, Exception], None]
 

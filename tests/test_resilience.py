@@ -154,15 +154,22 @@ class Blocked:
         return load
 
 
-async def until(frontend, predicate) -> None:
-    """Wait (bounded) until ``predicate()`` holds: a late load runs in a thread or task."""
+async def until(frontend, predicate, what: str = "the condition") -> None:
+    """Poll (bounded) until ``predicate()`` (or the awaitable it returns) holds: a late
+    load runs in a worker thread or task of the cache's."""
+    import inspect
     import time
 
     import anyio
 
     deadline = time.monotonic() + 10
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
+    while True:
+        held = predicate()
+        if inspect.isawaitable(held):
+            held = await held
+        if held:
+            return
+        assert time.monotonic() < deadline, f"{what} never held"
         if frontend.is_sync:
             time.sleep(0.001)
         else:
@@ -171,20 +178,12 @@ async def until(frontend, predicate) -> None:
 
 async def eventually(frontend, c, key, expected) -> None:
     """Wait (bounded) for a late load to land in the cache."""
-    import time
 
-    import anyio
-
-    deadline = time.monotonic() + 10
-    while True:
+    async def landed() -> bool:
         got = await c.get(key)
-        if got is not None and got.value == expected:
-            return
-        assert time.monotonic() < deadline, f"{key!r} never became {expected!r}"
-        if frontend.is_sync:
-            time.sleep(0.001)
-        else:
-            await anyio.sleep(0.001)
+        return got is not None and got.value == expected
+
+    await until(frontend, landed, f"{key!r} becoming {expected!r}")
 
 
 async def test_hard_timeout_raises_and_the_late_result_is_cached(frontend, clock) -> None:
@@ -305,7 +304,7 @@ async def test_an_invalidate_detaches_an_overrunning_load(frontend, clock) -> No
         await c.invalidate("k")  # callers from now on do not join the older load
         assert (await c.get_or_insert("k", frontend.factory(lambda: "fresh"))).value == "fresh"
         slow.release.set()
-        await until(frontend, lambda: len(cache._core.guard) == 0)  # the older load ended
+        await until(frontend, lambda: len(cache._core.guard) == 0, "the older load to end")
         assert (await c.get("k")).value == "fresh"  # and did not overwrite the newer value
         assert c.stats()["coalesced_waits"] == 0
 

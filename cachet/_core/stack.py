@@ -19,8 +19,11 @@ The frontends (``cachet.sync``, ``cachet.aio``) only carry out what this decides
    invalidate empties the primary tier last (``_remove``), so no read racing it can
    leave the old value there.
 5. Coalescing is a flow here too (``_operation``): a waiter yields a wait on the
-   leader's signal (a ``threading.Event`` or ``anyio.Event`` the frontend supplies);
-   refresh dedup and back-off are bookkeeping here.
+   leader's signal (a ``threading.Event`` or ``anyio.Event`` the frontend supplies).
+   On a core that ``detach``-es (an entered aio cache) a shared load runs in a task of
+   its own (``_detached``; ``detach_load`` on the plain path) and its leader waits too;
+   a load that overran its timeout is joined (``_join_late``). Refresh dedup and
+   back-off are bookkeeping here.
 6. Resilience: fail-safe serves an expired entry instead of an error (``_serve_spare``);
    a timed load that overruns is finished by ``_late_flow``.
 """
@@ -316,8 +319,7 @@ class Core:
         try:
             value = yield from make_flow()
         except Exception as exc:
-            with self.mutex:
-                unseen = flight.waiters <= 0 and not flight.leader_waits
+            unseen = self._unwatched(flight)
             self._settle(flight, None, exc)
             if unseen:
                 self.report_load_error(flight.key, exc)
@@ -326,6 +328,11 @@ class Core:
             self._settle(flight, None, self._closed_error(flight.key))
             raise
         self._settle(flight, value, None)
+
+    def _unwatched(self, flight: Flight) -> bool:
+        """Nobody waits for ``flight`` any more: its failure must be reported."""
+        with self.mutex:
+            return flight.waiters <= 0 and not flight.leader_waits
 
     def stop_waiting(self, flight: Flight, leader: bool) -> None:
         """A caller waiting for ``flight`` gave up (cancelled): one fewer to tell, so that
@@ -613,13 +620,14 @@ class Core:
                 if timeout is None:
                     result = yield Load(factory)
                 else:
-                    flight = Flight(LATE_OF[mode], key, self.make_signal())
+                    flight = Flight(LATE_OF[mode], key, None)  # joinable if it overruns
                     late = partial(self._late, key, mode, token, flight)
                     result = yield Load(factory, timeout, late)
             except LoadTimedOut:
                 handed_over = True
                 with self.mutex:  # callers from now on join it (unless it just ended)
                     if not flight.settled:
+                        flight.signal = self.make_signal()
                         self.flights.of(flight.op)[key] = flight
                 if spare:  # soft timeout (or a hard one with fail-safe): serve the old value
                     return (yield from self._serve_spare(key, spare[0]))
@@ -749,8 +757,7 @@ class Core:
         and settle as :meth:`finish_load` or :meth:`fail_load` do; never raises. A
         cancellation (the cache is closing) reaches the waiters as a ``CacheError``; a
         failure nobody waits for any more is reported."""
-        with self.mutex:
-            unseen = flight.waiters <= 0 and not flight.leader_waits
+        unseen = self._unwatched(flight)
         try:
             if exc is None:
                 self.finish_load(flight, result)

@@ -16,7 +16,9 @@ from typing import Any
 
 import anyio
 
-_logger = logging.getLogger("cachet")
+from .._core.attributes import TARGET
+
+_logger = logging.getLogger(TARGET)
 
 
 class DetachedLoads:
