@@ -328,6 +328,22 @@ async def _miss_cachet_goi() -> Callable[[int], Awaitable[Any]]:
     return miss
 
 
+async def _miss_cachet_goi_not_entered() -> Callable[[int], Awaitable[Any]]:
+    import cachet
+
+    c = cachet.AsyncCache.builder().memory(10**6).ttl(TTL).stampede_protection().build()
+    _CLEANUP.append(c.close)
+    gi = c.get_or_insert
+
+    async def miss(k: int) -> Any:
+        async def load() -> int:
+            return k
+
+        return (await gi(k, load)).value
+
+    return miss
+
+
 async def _miss_cachet_decorator() -> Callable[[int], Awaitable[Any]]:
     import cachet
 
@@ -350,6 +366,9 @@ ASYNC_MISS: list[tuple[str, str, str, tuple[str, ...], MissSetup]] = [
     ("theine @Memoize (async)", "hybrid", "`@Memoize(1e6, timedelta(seconds=600))`, custom key (CachedAwaitable)", ASYNCIO, _miss_theine),
     ("cachet get_or_insert", "cachet", "`memory(1e6).ttl(600).stampede_protection()`, `await get_or_insert(k, load)`", BOTH, _miss_cachet_goi),
     ("cachet @cache.cached()", "cachet", "same cache, `@cache.cached()`", BOTH, _miss_cachet_decorator),
+    ("cachet get_or_insert, not entered", "cachet",
+     "same builder, never `async with`: the load runs in the caller's task (no detached load)", BOTH,
+     _miss_cachet_goi_not_entered),
 ]
 
 

@@ -10,6 +10,7 @@ stampede protection. Problems are collected and raised together at ``build()`` a
 
 from __future__ import annotations
 
+import functools
 import itertools
 import threading
 from collections.abc import Callable
@@ -192,7 +193,7 @@ class BuilderBase(Generic[K, V]):
         return self
 
     def circuit_breaker(self: B, *, failure_threshold: int = 5, window: Duration = 60.0,
-                        cooldown: Duration = 30.0) -> B:
+                        cooldown: Duration = 30.0, probe_timeout: Duration | None = None) -> B:
         """Put this tier behind a circuit breaker of its own: after ``failure_threshold``
         failed calls within ``window`` seconds it opens, and for ``cooldown`` seconds every
         call fails at once (``TierError`` caused by ``CircuitOpenError``) without reaching
@@ -200,8 +201,15 @@ class BuilderBase(Generic[K, V]):
         are the tier events ``cache.breaker_opened`` and ``cache.breaker_closed``, counted
         in its ``breaker_opens``. With ``.degraded_reads()`` on the top builder, reads of
         a tier whose breaker is open are misses served by the tiers above and the loaders.
-        Meant for network tiers (Redis) whose outages would cost every call a timeout."""
+        Meant for network tiers (Redis) whose outages would cost every call a timeout.
+
+        A tier with a ``probe(timeout)`` method (the Redis tier: a ``PING`` on a
+        connection of its own) is probed that way instead of with a caller's call, so a
+        server that still hangs costs the probing caller ``probe_timeout`` (default the
+        tier's, 25 ms for Redis), not its socket timeout."""
         self._breaker = {"failure_threshold": failure_threshold, "window": window, "cooldown": cooldown}
+        if probe_timeout is not None:
+            self._breaker["probe_timeout"] = to_seconds(probe_timeout, "probe_timeout")
         return self
 
     def time_to_refresh(self: B, ttr: TimeToRefresh | Duration) -> B:
@@ -423,13 +431,13 @@ def build_levels(specs: list[TierSpec], clock: Clock, adapt: Adapter) -> tuple[l
     """
     levels, owned = [], []
     for i, spec in enumerate(specs):
-        tier = spec.make_tier(clock)
+        tier = raw = spec.make_tier(clock)
         if spec.kind in ("memory", "sqlite", "redis"):
             owned.append(tier)
         if spec.codec is not None:
             tier = encoded_tier(tier, spec)
         if spec.breaker is not None:
-            tier = _BreakerGuard.around(tier, spec, clock)
+            tier = _BreakerGuard.around(tier, spec, clock, getattr(raw, "probe", None))
         ops, length = adapt(tier, spec)
         ttr = spec.ttr
         levels.append(Level(
@@ -455,7 +463,8 @@ class _BreakerGuard(ServiceAdapter):
     len: Callable[[], Any]
 
     @classmethod
-    def around(cls, tier: Any, spec: TierSpec, clock: Clock) -> _BreakerGuard:
+    def around(cls, tier: Any, spec: TierSpec, clock: Clock,
+               probe: Callable[..., Any] | None) -> _BreakerGuard:
         guard: _BreakerGuard
 
         def changed(old: BreakerState, new: BreakerState) -> None:
@@ -463,7 +472,11 @@ class _BreakerGuard(ServiceAdapter):
                 guard.on_breaker_change(old, new)
 
         assert spec.breaker is not None
-        breaker = CircuitBreaker(**spec.breaker, clock=clock, name=spec.name, on_change=changed)
+        options = dict(spec.breaker)
+        timeout = options.pop("probe_timeout", None)
+        if probe is not None and timeout is not None:
+            probe = functools.partial(probe, timeout)
+        breaker = CircuitBreaker(**options, clock=clock, name=spec.name, on_change=changed, probe=probe)
         guard = cls(breaker(as_service(tier)))
         guard.guarded, guard.breaker = tier, breaker
         guard.on_breaker_change = None

@@ -386,7 +386,11 @@ class CircuitBreaker:
         clock: Clock | None = None,
         name: str = "breaker",
         on_change: Callable[[BreakerState, BreakerState], None] | None = None,
+        probe: Callable[[], Any] | None = None,
     ) -> None:
+        if probe is not None and not callable(probe):
+            raise TypeError(f"probe must be a callable, not {type(probe).__name__}")
+        self._probe = probe
         self._core = _BreakerCore(
             clock if clock is not None else _MonotonicClock(),
             failure_threshold=failure_threshold, window=window, cooldown=cooldown,
@@ -420,6 +424,27 @@ class CircuitBreaker:
                 raise self._core.open_error()
             return ticket
 
+    def _probing(self, ticket: int) -> bool:
+        if self._probe is None:
+            return False
+        with self._lock:
+            return self._core.probing(ticket)
+
+    def _probed(self, ticket: int, exc: BaseException | None) -> int:
+        """Settle the probe's ticket by how the check ended: a failed check refuses the
+        call (``CircuitOpenError`` caused by the check's error); a passed one closes the
+        breaker and the call goes on under a ticket of its own."""
+        with self._lock:
+            if exc is None:
+                self._core.success(ticket)
+            elif isinstance(exc, Exception):
+                self._core.failure(ticket)
+                raise self._core.open_error() from exc
+            else:
+                self._core.abandon(ticket)
+                raise exc
+        return self._acquire()
+
     def _settle(self, ticket: int, exc: BaseException | None) -> None:
         with self._lock:
             if exc is None:
@@ -439,6 +464,14 @@ class CircuitBreaker:
         if is_async_service(service):
             async def guarded_async(request: CacheRequest) -> CacheResponse:
                 ticket = self._acquire()
+                if self._probing(ticket):
+                    try:
+                        checked = self._probe()  # type: ignore[misc]
+                        if inspect.isawaitable(checked):
+                            await checked
+                    except BaseException as exc:
+                        self._probed(ticket, exc)
+                    ticket = self._probed(ticket, None)
                 try:
                     response: CacheResponse = await service(request)
                 except BaseException as exc:
@@ -451,6 +484,12 @@ class CircuitBreaker:
 
         def guarded(request: CacheRequest) -> CacheResponse:
             ticket = self._acquire()
+            if self._probing(ticket):
+                try:
+                    self._probe()  # type: ignore[misc]
+                except BaseException as exc:
+                    self._probed(ticket, exc)
+                ticket = self._probed(ticket, None)
             try:
                 response: CacheResponse = service(request)
             except BaseException as exc:
@@ -474,6 +513,7 @@ def circuit_breaker(
     clock: Clock | None = None,
     name: str = "breaker",
     on_change: Callable[[BreakerState, BreakerState], None] | None = None,
+    probe: Callable[[], Any] | None = None,
 ) -> CircuitBreaker:
     """A layer that fails fast while the service behind it is failing.
 
@@ -489,6 +529,12 @@ def circuit_breaker(
     - Time is read from ``clock`` (default ``time.monotonic``); tests pass a
       ``ManualClock`` and ``advance`` it. ``on_change(old, new)`` is called on every
       transition (under the breaker's lock: keep it short).
+    - ``probe``, if given, is the check made in place of the first call after the
+      cooldown: a cheap function with a short timeout of its own (sync for a sync
+      service; sync or async for an async one) that raises when the service is still
+      down. Then a service that still hangs costs the probing caller the check's
+      timeout, not a full call's: a failed check re-opens the breaker and that call
+      gets ``CircuitOpenError``; a passed check closes it and the call goes through.
 
     Put it outside ``timeout`` and ``retry`` so that a call that timed out after all its
     retries counts as one failure. The state machine is
@@ -508,4 +554,5 @@ def circuit_breaker(
     BreakerState.OPEN
     """
     return CircuitBreaker(failure_threshold=failure_threshold, window=window, cooldown=cooldown,
-                          failure_on=failure_on, clock=clock, name=name, on_change=on_change)
+                          failure_on=failure_on, clock=clock, name=name, on_change=on_change,
+                          probe=probe)

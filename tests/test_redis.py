@@ -742,3 +742,55 @@ def test_direct_reads_leave_most_of_a_bounded_pool_free(server, ns) -> None:
     finally:
         tier.close()
         client.close()
+
+
+# -- the breaker's probe ----------------------------------------------------------------
+
+
+async def test_probe_answers_fast_for_a_live_frozen_or_dead_server(anyio_backend, own_server, ns) -> None:
+    """``probe`` PINGs on a connection of its own: a live server passes; a frozen one
+    (SIGSTOP: it still accepts connections) or a dead one fails within the probe's own
+    timeout, never the client's socket timeout (2 s here)."""
+    import os
+    import signal
+
+    sync_tier = RedisTier.from_url(own_server.url, namespace=ns, socket_timeout=2)
+    async_tier = RedisTier.from_url(own_server.url, namespace=ns, socket_timeout=2, asynchronous=True)
+
+    async def probe(tier: Any) -> None:
+        if tier is sync_tier:
+            tier.probe(0.05)
+        else:
+            await tier.probe(0.05)
+
+    try:
+        await async_tier.get(b"k")  # the async tier makes its client on first use
+        for tier in (sync_tier, async_tier):
+            await probe(tier)
+        os.kill(own_server.pid, signal.SIGSTOP)
+        try:
+            for tier in (sync_tier, async_tier):
+                t0 = time.monotonic()
+                with pytest.raises(TierError, match="probe"):
+                    await probe(tier)
+                assert time.monotonic() - t0 < 1.0  # 0.05 s, not the 2 s socket timeout
+        finally:
+            os.kill(own_server.pid, signal.SIGCONT)
+        await probe(async_tier)
+        own_server.kill()
+        for tier in (sync_tier, async_tier):
+            with pytest.raises(TierError, match="probe"):
+                await probe(tier)
+    finally:
+        sync_tier.close()
+        await async_tier.aclose()
+
+
+def test_probe_address_of_each_kind_of_client() -> None:
+    from cachet.tiers._redis_probe import address
+
+    assert address(redis.Redis(host="10.0.0.1", port=6380)) == ("10.0.0.1", 6380)
+    assert address(redis.Redis(unix_socket_path="/run/redis.sock")) == "/run/redis.sock"
+    assert address(redis.asyncio.Redis(host="h", port=1)) == ("h", 1)
+    assert address(redis.Redis(host="h", ssl=True)) is None  # TLS: asked through the client
+    assert address(object()) is None

@@ -417,6 +417,48 @@ async def test_a_tiers_circuit_breaker_opens_probes_and_closes(frontend, clock) 
         assert c.stats()["tiers"]["l2"]["breaker_opens"] == 1
 
 
+@pytest.mark.redis
+async def test_a_frozen_redis_is_probed_without_a_socket_timeout(frontend, clock, own_server) -> None:
+    # SIGSTOP keeps the server accepting connections but answering nothing: a call waits
+    # its whole socket timeout. Once the breaker is open, its probe (a PING on a
+    # connection of its own, 25 ms) decides instead of a caller's call.
+    import os
+    import signal
+    import time
+    import uuid
+
+    import redis
+
+    ns = f"p-{uuid.uuid4().hex[:8]}"
+    below = (frontend.builder(clock).name("l2").ttl(600)
+             .redis(own_server.url, namespace=ns, socket_timeout=0.5)
+             .circuit_breaker(failure_threshold=2, window=60, cooldown=5))
+    cache = (frontend.builder(clock).name("l1").memory(100).ttl(60).serialize(secret=b"s")
+             .fallback(below).degraded_reads().build())
+    async with frontend.open(cache) as c:
+        await c.insert("before", 1)
+        os.kill(own_server.pid, signal.SIGSTOP)
+        try:
+            for i in range(2):  # two socket timeouts open the breaker
+                assert (await c.get_or_insert(f"k{i}", frontend.factory(lambda i=i: i))).value == i
+            assert c.stats()["tiers"]["l2"]["breaker_opens"] == 1
+            clock.advance(5)  # past the cooldown: the next call probes the frozen server
+            t0 = time.monotonic()
+            assert (await c.get_or_insert("probe1", frontend.factory(lambda: "p"))).value == "p"
+            probed_in = time.monotonic() - t0
+            assert probed_in < 0.25, probed_in  # the probe's 25 ms, not the 0.5 s timeout
+            assert c.stats()["tiers"]["l2"]["breaker_opens"] == 2  # the failed probe re-opened it
+        finally:
+            os.kill(own_server.pid, signal.SIGCONT)
+        clock.advance(5)
+        assert (await c.get_or_insert("after", frontend.factory(lambda: "a"))).value == "a"
+        client = redis.Redis.from_url(own_server.url)
+        try:  # closed again: the load's write reached Redis
+            assert client.exists(f"{ns}:after")
+        finally:
+            client.close()
+
+
 def test_circuit_breaker_settings_are_checked_at_build(frontend) -> None:
     b = frontend.builder().memory(10).fallback(frontend.builder().storage(MockTier())
                                                 .circuit_breaker(failure_threshold=0))

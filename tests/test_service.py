@@ -692,6 +692,76 @@ async def test_breaker_allows_a_single_probe(anyio_backend: str, clock: ManualCl
     assert results == [GetResponse(None)] and breaker.state is BreakerState.CLOSED
 
 
+async def test_breaker_probes_with_its_probe_function_not_a_call(
+        frontend: Frontend, clock: ManualClock) -> None:
+    """Given ``probe=``, the first call after the cooldown runs the check first: a failed
+    check re-opens the breaker and refuses that call without reaching the service; a
+    passed one closes it and the call goes through."""
+    mock = MockTier.with_data({"k": 1})
+    checks: list[str] = []
+    down = [True]
+
+    def check() -> None:
+        checks.append("sync")
+        if down[0]:
+            raise ConnectionError("still down")
+
+    async def acheck() -> None:  # an async service may take an async check
+        await anyio.lowlevel.checkpoint()
+        check()
+
+    breaker = make_breaker(clock, probe=check if frontend.is_sync else acheck)
+    svc = breaker(service_of(frontend, mock))
+    mock.fail_when(lambda request: True)
+    await trip(svc, 3)
+    mock.clear_failures()
+    mock.clear_operations()
+    assert checks == []  # closed and open calls never probe
+
+    clock.advance(5)
+    with pytest.raises(CircuitOpenError) as info:
+        await call(svc, GetRequest("k"))
+    assert isinstance(info.value.__cause__, ConnectionError)
+    assert mock.operations == [] and len(checks) == 1
+    assert breaker.state is BreakerState.OPEN and info.value.retry_after == pytest.approx(5)
+
+    down[0] = False
+    clock.advance(5)
+    assert (await call(svc, GetRequest("k"))).entry == CacheEntry(1)
+    assert breaker.state is BreakerState.CLOSED
+    assert mock.operations == [GetRequest("k")] and len(checks) == 2
+    assert (await call(svc, GetRequest("k"))).entry == CacheEntry(1)
+    assert len(checks) == 2  # closed again: no more checks
+
+
+async def test_a_cancelled_probe_check_frees_the_probe(anyio_backend: str, clock: ManualClock) -> None:
+    mock = MockTier()
+    started = anyio.Event()
+
+    async def hangs() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    breaker = make_breaker(clock, failure_threshold=1, probe=hangs)
+    inner = as_service(mock)
+
+    async def service(request: Any) -> Any:
+        await anyio.lowlevel.checkpoint()
+        return inner(request)
+
+    svc = breaker(service)
+    mock.fail_when(lambda request: True)
+    await trip(svc, 1)
+    mock.clear_failures()
+    clock.advance(5)
+    with anyio.move_on_after(0.05) as scope:  # the caller gives up during the check
+        await svc(GetRequest("k"))
+    assert scope.cancelled_caught and breaker.state is BreakerState.HALF_OPEN
+    assert mock.operations == [GetRequest("k")]  # only the call that opened it
+    with pytest.raises(TypeError, match="probe"):
+        circuit_breaker(probe="nope")  # type: ignore[arg-type]
+
+
 def test_breaker_is_shared_by_the_services_it_wraps(clock: ManualClock) -> None:
     a, b = MockTier(), MockTier()
     breaker = make_breaker(clock, failure_threshold=2)

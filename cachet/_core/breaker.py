@@ -13,7 +13,10 @@ how the call ended):
 3. The first call after the cooldown moves the breaker to HALF_OPEN and is the one
    probe; while the probe is out, other calls are refused.
 4. HALF_OPEN: the probe's success CLOSES the breaker (failure history forgotten); its
-   failure OPENS it again for a fresh cooldown. A probe that ends neither way (it was
+   failure OPENS it again for a fresh cooldown. The probe is the first call itself, or,
+   when the middleware is given a ``probe`` function, that cheap check made first
+   (:meth:`BreakerCore.probing` says a ticket is the probe's), so that a service that
+   still hangs costs the probing caller the check's short timeout, not the call's. A probe that ends neither way (it was
    cancelled, or the caller abandoned it) frees the slot: the next call probes.
 5. Outcomes are matched to the state they started in by a ticket (a generation number
    that changes on every transition). A call that started before a transition cannot
@@ -153,6 +156,10 @@ class BreakerCore:
             return REFUSED
         self._probe_out = True
         return self._generation
+
+    def probing(self, ticket: int | None) -> bool:
+        """Whether ``ticket`` (just acquired) is the one probe of a HALF_OPEN breaker."""
+        return ticket == self._generation and self._state is BreakerState.HALF_OPEN
 
     def success(self, ticket: int | None) -> None:
         """The call made under ``ticket`` succeeded (or failed in a way that does not count)."""

@@ -48,6 +48,7 @@ from .._core.clock import Clock
 from .._core.entry import CacheEntry, check_stamps
 from .._core.errors import DecodeError, TierError
 from .._core.policy import InsertOutcome
+from ._redis_probe import PROBE_TIMEOUT, address, ping, ping_async
 
 try:  # redis is an optional dependency: `pip install 'cachet[redis]'`
     import redis
@@ -407,6 +408,21 @@ class SyncRedisTier(RedisTier):
         if batch:
             client.unlink(*batch)
 
+    def probe(self, timeout: float = PROBE_TIMEOUT) -> None:
+        """Raise ``TierError`` unless the server answers ``PING`` within ``timeout``
+        seconds, on a connection of the probe's own: the check a circuit breaker makes
+        after its cooldown (``.circuit_breaker()``), so a frozen server costs the probing
+        caller ``timeout``, not the socket timeout. Cluster and TLS clients are asked
+        through the client (bounded by its own timeouts)."""
+        where = address(self._client)
+        try:
+            if where is None:
+                self._client.ping()
+            else:
+                ping(where, timeout)
+        except _errors() as exc:
+            raise self._error("probe", exc) from exc
+
     def len(self) -> int:
         """How many keys this namespace has (``SCAN``): approximate.
 
@@ -625,6 +641,27 @@ class AsyncRedisTier(RedisTier):
             return n
         except _errors() as exc:
             raise self._error("len", exc) from exc
+
+    async def probe(self, timeout: float = PROBE_TIMEOUT) -> None:
+        """As :meth:`SyncRedisTier.probe`, on the running loop (asyncio or trio)."""
+        if self._loop_or_none() is not None:
+            client = self._client
+        else:
+            try:
+                client = self._threaded().client
+            except RuntimeError as exc:
+                raise self._error("probe", exc) from exc
+        where = address(client)
+        try:
+            if where is None:
+                if client is self._client:
+                    await client.ping()
+                else:
+                    await anyio.to_thread.run_sync(client.ping)
+            else:
+                await ping_async(where, timeout)
+        except _errors() as exc:
+            raise self._error("probe", exc) from exc
 
     async def aclose(self) -> None:
         """Close the clients this tier created (the caller's clients stay open)."""
