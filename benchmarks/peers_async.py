@@ -311,12 +311,15 @@ async def _miss_theine() -> Callable[[int], Awaitable[Any]]:
     return load
 
 
-async def _miss_cachet_goi() -> Callable[[int], Awaitable[Any]]:
+async def _miss_cachet_goi(entered: bool = True) -> Callable[[int], Awaitable[Any]]:
     import cachet
 
     c = cachet.AsyncCache.builder().memory(10**6).ttl(TTL).stampede_protection().build()
-    await c.__aenter__()
-    _CLEANUP.append(lambda: c.__aexit__(None, None, None))
+    if entered:  # shared loads are detached: one task per miss
+        await c.__aenter__()
+        _CLEANUP.append(lambda: c.__aexit__(None, None, None))
+    else:  # the load runs in the caller's task
+        _CLEANUP.append(c.close)
     gi = c.get_or_insert
 
     async def miss(k: int) -> Any:
@@ -329,19 +332,7 @@ async def _miss_cachet_goi() -> Callable[[int], Awaitable[Any]]:
 
 
 async def _miss_cachet_goi_not_entered() -> Callable[[int], Awaitable[Any]]:
-    import cachet
-
-    c = cachet.AsyncCache.builder().memory(10**6).ttl(TTL).stampede_protection().build()
-    _CLEANUP.append(c.close)
-    gi = c.get_or_insert
-
-    async def miss(k: int) -> Any:
-        async def load() -> int:
-            return k
-
-        return (await gi(k, load)).value
-
-    return miss
+    return await _miss_cachet_goi(entered=False)
 
 
 async def _miss_cachet_decorator() -> Callable[[int], Awaitable[Any]]:

@@ -470,7 +470,7 @@ class CircuitBreaker:
                         if inspect.isawaitable(checked):
                             await checked
                     except BaseException as exc:
-                        self._probed(ticket, exc)
+                        self._probed(ticket, exc)  # raises
                     ticket = self._probed(ticket, None)
                 try:
                     response: CacheResponse = await service(request)
@@ -486,9 +486,12 @@ class CircuitBreaker:
             ticket = self._acquire()
             if self._probing(ticket):
                 try:
-                    self._probe()  # type: ignore[misc]
+                    checked = self._probe()  # type: ignore[misc]
+                    if inspect.isawaitable(checked):  # nothing here would await it
+                        getattr(checked, "close", lambda: None)()
+                        raise TypeError("a sync service's probe must be a plain function, not async")
                 except BaseException as exc:
-                    self._probed(ticket, exc)
+                    self._probed(ticket, exc)  # raises
                 ticket = self._probed(ticket, None)
             try:
                 response: CacheResponse = service(request)

@@ -762,6 +762,24 @@ async def test_a_cancelled_probe_check_frees_the_probe(anyio_backend: str, clock
         circuit_breaker(probe="nope")  # type: ignore[arg-type]
 
 
+def test_an_async_probe_on_a_sync_service_never_passes(clock: ManualClock) -> None:
+    mock = MockTier()
+
+    async def check() -> None:
+        pass
+
+    breaker = make_breaker(clock, failure_threshold=1, probe=check)
+    svc = breaker(as_service(mock))
+    mock.fail_when(lambda request: True)
+    with pytest.raises(MockTierError):
+        svc(GetRequest("k"))
+    mock.clear_failures()
+    clock.advance(5)
+    with pytest.raises(CircuitOpenError) as info:  # unawaited, it would have closed the breaker
+        svc(GetRequest("k"))
+    assert isinstance(info.value.__cause__, TypeError) and breaker.state is BreakerState.OPEN
+
+
 def test_breaker_is_shared_by_the_services_it_wraps(clock: ManualClock) -> None:
     a, b = MockTier(), MockTier()
     breaker = make_breaker(clock, failure_threshold=2)
