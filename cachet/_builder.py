@@ -420,7 +420,7 @@ def _duration(value: Any, what: str, problems: list[str]) -> float | None:
         return None
 
 
-Adapter = Callable[[Any, TierSpec], tuple[tuple[Any, Any, Any, Any], Any]]
+Adapter = Callable[[Any, TierSpec], tuple[tuple[Any, Any, Any, Any, Any], Any]]
 
 
 def build_levels(specs: list[TierSpec], clock: Clock, adapt: Adapter) -> tuple[list[Level], list[Any]]:

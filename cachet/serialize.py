@@ -50,6 +50,7 @@ from ._core.entry import CacheEntry, check_stamps, new_entry
 from ._core.errors import DecodeError as DecodeError
 from ._core.errors import SerializationError
 from ._core.policy import InsertOutcome
+from ._core.tier import Change
 
 try:  # pragma: no cover - depends on the environment
     _orjson: Any = importlib.import_module("orjson")
@@ -461,6 +462,18 @@ class _EncodedBase:
         context = record_context(self._namespace, key, entry.cached_at, entry.ttl)
         return CacheEntry(self._dumps(entry.value, context), entry.cached_at, entry.ttl)
 
+    def _byte_change(self, key: bytes, change: Change) -> Change:
+        """``change`` for the byte tier: it sees the decoded entry (``None`` for one that
+        does not decode, as a read would) and its new entry is encoded."""
+
+        def on_bytes(stored: CacheEntry[Any] | None) -> tuple[Any, Any]:
+            new, result = change(None if stored is None else self._decoded(key, stored))
+            if isinstance(new, CacheEntry):
+                new = self._encoded(key, new)
+            return new, result
+
+        return on_bytes
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.serializer!r} over {self.inner!r}>"
 
@@ -472,7 +485,7 @@ class EncodedTier(_EncodedBase):
     worker thread exactly as it would the inner tier.
     """
 
-    __slots__ = ("_get_row", "len", "nonblocking")
+    __slots__ = ("_get_row", "len", "nonblocking", "update")
 
     def __init__(self, inner: Any, serializer: Serializer, *, name: str = "tier") -> None:
         super().__init__(inner, serializer, name=name)
@@ -482,6 +495,8 @@ class EncodedTier(_EncodedBase):
         length = getattr(inner, "len", None)
         if length is not None:
             self.len = length
+        # The atomic step (cachet._core.tier), where the byte tier has one.
+        self.update = self._update if callable(getattr(inner, "update", None)) else None
 
     def get(self, key: Any) -> CacheEntry[Any] | None:
         # encode_key's first case, written out: most keys are short str.
@@ -508,6 +523,10 @@ class EncodedTier(_EncodedBase):
     def invalidate(self, key: Any) -> None:
         self.inner.invalidate(encode_key(key))
 
+    def _update(self, key: Any, change: Change) -> Any:
+        k = encode_key(key)
+        return self.inner.update(k, self._byte_change(k, change))
+
     def clear(self) -> None:
         self.inner.clear()
 
@@ -515,7 +534,7 @@ class EncodedTier(_EncodedBase):
 class AsyncEncodedTier(_EncodedBase):
     """As :class:`EncodedTier`, over an async byte tier (coroutine methods)."""
 
-    __slots__ = ("_get_row", "len")
+    __slots__ = ("_get_row", "len", "update")
 
     def __init__(self, inner: Any, serializer: Serializer, *, name: str = "tier") -> None:
         super().__init__(inner, serializer, name=name)
@@ -525,6 +544,8 @@ class AsyncEncodedTier(_EncodedBase):
         length = getattr(inner, "len", None)
         if length is not None:
             self.len = length
+        # The atomic step (cachet._core.tier), where the byte tier has one.
+        self.update = self._update if callable(getattr(inner, "update", None)) else None
 
     async def get(self, key: Any) -> CacheEntry[Any] | None:
         k = key.encode("utf-8", "surrogatepass") if type(key) is str and len(key) <= _SHORT_STR else (
@@ -548,6 +569,10 @@ class AsyncEncodedTier(_EncodedBase):
 
     async def invalidate(self, key: Any) -> None:
         await self.inner.invalidate(encode_key(key))
+
+    async def _update(self, key: Any, change: Change) -> Any:
+        k = encode_key(key)
+        return await self.inner.update(k, self._byte_change(k, change))
 
     async def clear(self) -> None:
         await self.inner.clear()

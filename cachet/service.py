@@ -10,6 +10,8 @@ request                     response                        what it carries
 ``InsertRequest(key, e)``   ``InsertResponse(outcome)``     an ``InsertOutcome``
 ``InvalidateRequest(key)``  ``InvalidateResponse()``
 ``ClearRequest()``          ``ClearResponse()``
+``UpdateRequest(key, ch)``  ``UpdateResponse(result)``      what ``ch`` returned (a tier's
+                                                            atomic ``update``)
 ==========================  ==============================  ==============================
 
 A *service* is a callable from request to response; an async service is a coroutine
@@ -34,7 +36,7 @@ import inspect
 from typing import Any
 
 from ._cache_base import CacheBase
-from ._core.errors import CacheError
+from ._core.errors import CacheError, UnsupportedError
 from ._core.policy import InsertOutcome
 from ._core.requests import CacheRequest as CacheRequest
 from ._core.requests import CacheResponse as CacheResponse
@@ -46,6 +48,8 @@ from ._core.requests import InsertRequest as InsertRequest
 from ._core.requests import InsertResponse as InsertResponse
 from ._core.requests import InvalidateRequest as InvalidateRequest
 from ._core.requests import InvalidateResponse as InvalidateResponse
+from ._core.requests import UpdateRequest as UpdateRequest
+from ._core.requests import UpdateResponse as UpdateResponse
 from .middleware import AsyncService as AsyncService
 from .middleware import BreakerState as BreakerState
 from .middleware import CircuitBreaker as CircuitBreaker
@@ -64,7 +68,7 @@ __all__ = [
     # operations as values
     "CacheRequest", "CacheResponse", "ClearRequest", "ClearResponse", "GetRequest",
     "GetResponse", "InsertRequest", "InsertResponse", "InvalidateRequest",
-    "InvalidateResponse",
+    "InvalidateResponse", "UpdateRequest", "UpdateResponse",
     # services and adapters
     "AsyncService", "Service", "SyncService", "ServiceAdapter", "UnexpectedResponseError",
     "as_service", "is_async_service", "serve_async", "serve_sync",
@@ -102,6 +106,8 @@ def serve_sync(cache: Any, request: Any) -> CacheResponse:
     if isinstance(request, ClearRequest):
         cache.clear()
         return ClearResponse()
+    if isinstance(request, UpdateRequest):
+        return UpdateResponse(_updater(cache, request)(request.key, request.change))
     raise CacheError(f"not a cache request: {request!r}")
 
 
@@ -117,7 +123,16 @@ async def serve_async(cache: Any, request: Any) -> CacheResponse:
     if isinstance(request, ClearRequest):
         await cache.clear()
         return ClearResponse()
+    if isinstance(request, UpdateRequest):
+        return UpdateResponse(await _updater(cache, request)(request.key, request.change))
     raise CacheError(f"not a cache request: {request!r}")
+
+
+def _updater(tier: Any, request: UpdateRequest[Any]) -> Any:
+    update = getattr(tier, "update", None)
+    if update is None:
+        raise UnsupportedError(f"{type(tier).__name__} has no atomic update to answer {request!r}")
+    return update
 
 
 def as_service(tier: Any) -> Any:
@@ -187,6 +202,7 @@ class ServiceAdapter:
         if self.is_async:
             self.get, self.insert = self._aget, self._ainsert  # type: ignore[method-assign, assignment]
             self.invalidate, self.clear = self._ainvalidate, self._aclear  # type: ignore[method-assign, assignment]
+            self.update = self._aupdate  # type: ignore[method-assign, assignment]
 
     def get(self, key: Any) -> Any:
         """Send ``GetRequest(key)``; the entry, or ``None`` on a miss."""
@@ -207,6 +223,15 @@ class ServiceAdapter:
         """Send ``ClearRequest()``."""
         req = ClearRequest()
         _expect(self.service(req), ClearResponse, req)
+
+    def update(self, key: Any, change: Any) -> Any:
+        """Send ``UpdateRequest(key, change)``; the change's result."""
+        req = UpdateRequest(key, change)
+        return _expect(self.service(req), UpdateResponse, req).result
+
+    async def _aupdate(self, key: Any, change: Any) -> Any:
+        req = UpdateRequest(key, change)
+        return _expect(await self.service(req), UpdateResponse, req).result
 
     async def _aget(self, key: Any) -> Any:
         req = GetRequest(key)

@@ -1,7 +1,8 @@
 """A custom tier: a dict with a size bound, and the conformance suite run against it.
 
 A tier is four methods (``get``, ``insert``, ``invalidate``, ``clear``) plus an optional
-``len``. ``check_tier`` runs cachet's tier contract against fresh instances and raises
+``len``, and an optional ``update``, which the atomic operations (``add``, ``incr``, ...)
+need of the bottom tier. ``check_tier`` runs cachet's tier contract against fresh instances and raises
 ``ConformanceError`` listing whatever is wrong; in pytest, subclass ``TierContract``::
 
     class TestDictTier(TierContract):
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any
 
 from cachet import Cache, CacheEntry, InsertOutcome
@@ -34,11 +35,24 @@ class DictTier:
 
     def insert(self, key: Hashable, entry: CacheEntry[Any]) -> InsertOutcome:
         with self._lock:
-            self._data[key] = entry  # stored as given: the cache stamps, not the tier
-            self._data.move_to_end(key)
-            while len(self._data) > self.max_entries:
-                self._data.popitem(last=False)
+            self._store(key, entry)
         return InsertOutcome.ACCEPTED
+
+    def _store(self, key: Hashable, entry: CacheEntry[Any]) -> None:
+        self._data[key] = entry  # stored as given: the cache stamps, not the tier
+        self._data.move_to_end(key)
+        while len(self._data) > self.max_entries:
+            self._data.popitem(last=False)
+
+    def update(self, key: Hashable, change: Callable[[CacheEntry[Any] | None], tuple[Any, Any]]) -> Any:
+        """Read, change and write under one lock: no other write comes in between."""
+        with self._lock:
+            new, result = change(self._data.get(key))
+            if new is None:
+                self._data.pop(key, None)
+            elif isinstance(new, CacheEntry):  # anything else: leave the key as it is
+                self._store(key, new)
+        return result
 
     def invalidate(self, key: Hashable) -> None:
         with self._lock:
@@ -62,6 +76,7 @@ def main() -> list[str]:
         cache.insert("k", "v")
         entry = cache.get("k")
         assert entry is not None and entry.value == "v"
+        assert cache.add("visits", 0) and cache.incr("visits") == 1  # atomic, through update
     return ran
 
 

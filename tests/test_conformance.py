@@ -3,6 +3,7 @@ sync and async, and against tiers that break the contract (so the suite can fail
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,7 +232,42 @@ class AsyncLosesWrites:
         self.data.clear()
 
 
+class UpdateNotAtomic(MockTier):
+    """Breaks the contract: update reads, lets other threads run, then writes."""
+
+    def update(self, key: Any, change: Any) -> Any:
+        new, result = change(self.data.get(key))
+        time.sleep(0.0005)  # another thread's read-modify-write slips in here
+        if isinstance(new, CacheEntry):
+            self.data[key] = new
+        return result
+
+
+class UpdateForgetsItsResult(MockTier):
+    """Breaks the contract: update returns nothing, and swallows the change's errors."""
+
+    def update(self, key: Any, change: Any) -> Any:
+        try:
+            super().update(key, change)
+        except Exception:
+            pass
+
+
+class AsyncUpdateLosesWrites(AsyncLosesWrites):
+    """An async tier whose update awaits between its read and its write."""
+
+    async def update(self, key: Any, change: Any) -> Any:
+        new, result = change(self.data.get(key))
+        await anyio.lowlevel.checkpoint()
+        if isinstance(new, CacheEntry):
+            self.data[key] = new
+        return result
+
+
 @pytest.mark.parametrize(("tier", "failing"), [
+    (UpdateNotAtomic, {"concurrent_updates_lose_nothing"}),
+    (UpdateForgetsItsResult, {"update_applies_the_change"}),
+    (AsyncUpdateLosesWrites, {"concurrent_updates_lose_nothing"}),
     (Restamping, {"round_trip_keeps_the_entry", "insert_replaces", "random_operations_match_a_dict"}),
     (Forgetful, {"invalidate_removes_one_key", "clear_removes_everything", "equal_keys_are_one_key"}),
     (MissesAsNothing, {"equal_keys_are_one_key", "any_value"}),

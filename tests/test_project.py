@@ -72,9 +72,13 @@ def test_public_methods_are_the_classes_own() -> None:
 
     for cache in (cachet.Cache.builder().memory(10).build(), cachet.AsyncCache.builder().memory(10).build()):
         for name in ("get", "insert", "invalidate", "clear", "contains", "len", "get_or_insert",
-                     "try_get_or_insert", "optionally_get_or_insert", "cached", "close", "stats"):
+                     "try_get_or_insert", "optionally_get_or_insert", "cached", "close", "stats",
+                     "add", "touch", "incr", "decr", "delete", "get_many", "insert_many",
+                     "invalidate_many"):
             assert name not in vars(cache), name
             method = getattr(type(cache), name)
             assert method.__doc__, name
             assert inspect.getsource(method)
         assert list(inspect.signature(type(cache).get_or_insert).parameters) == ["self", "key", "factory"]
+        assert list(inspect.signature(type(cache).add).parameters) == ["self", "key", "value", "ttl"]
+        assert list(inspect.signature(type(cache).incr).parameters) == ["self", "key", "delta"]

@@ -7,18 +7,21 @@ a fresh namespace each, so they never see each other's keys.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
-from cachet import CacheEntry, InsertPolicy, TierError
+from cachet import CacheEntry, InsertPolicy, TierError, UnsupportedError
+from cachet._core.tier import KEEP
 from cachet.tiers import RedisTier
 
+from .frontends import SyncFacade
 from .redis_server import RedisCluster, RedisServer, require_redis_server
 
 redis = pytest.importorskip("redis")
@@ -277,7 +280,8 @@ def test_tier_errors_name_the_tier_and_chain_the_cause(own_server, ns) -> None:
     try:
         own_server.kill()
         for op, args in (("get", (b"k",)), ("insert", (b"k", CacheEntry(b"v", 1.0))),
-                         ("invalidate", (b"k",)), ("clear", ()), ("len", ())):
+                         ("invalidate", (b"k",)), ("clear", ()), ("len", ()),
+                         ("update", (b"k", lambda stored: (None, None)))):
             with pytest.raises(TierError) as info:
                 getattr(tier, op)(*args)
             assert info.value.tier == "l2" and info.value.operation == op
@@ -794,3 +798,222 @@ def test_probe_address_of_each_kind_of_client() -> None:
     assert address(redis.asyncio.Redis(host="h", port=1)) == ("h", 1)
     assert address(redis.Redis(host="h", ssl=True)) is None  # TLS: asked through the client
     assert address(object()) is None
+
+
+# -- update: the atomic read-modify-write step ------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def update_tier(frontend: Any, url: str, ns: str, bind: dict[str, Any] | None = None,
+                      **kw: Any) -> AsyncIterator[Any]:
+    """The tier under test with awaitable methods: a SyncRedisTier for the sync frontend,
+    else an AsyncRedisTier (its asyncio client, or worker threads on trio)."""
+    tier = RedisTier.from_url(url, namespace=ns, asynchronous=not frontend.is_sync, **kw)
+    tier.bind_cache(**(bind or {}))
+    try:
+        yield SyncFacade(tier) if frontend.is_sync else tier
+    finally:
+        if frontend.is_sync:
+            tier.close()
+        else:
+            await tier.aclose()  # type: ignore[attr-defined]
+
+
+class Recorder:
+    """A change that returns ``(new, result)`` and records each entry it was handed."""
+
+    def __init__(self) -> None:
+        self.seen: list[Any] = []
+
+    def __call__(self, new: Any, result: Any) -> Any:
+        def change(stored: Any) -> Any:
+            self.seen.append(stored)
+            return new, result
+        return change
+
+
+def increment(stored: CacheEntry[bytes] | None) -> tuple[CacheEntry[bytes], int]:
+    """A change that adds one to the int in the stored value (0 if absent); the new count."""
+    n = int(stored.value) + 1 if stored is not None else 1
+    return CacheEntry(str(n).encode()), n
+
+
+async def test_update_stores_keeps_and_deletes(frontend, server, raw, ns) -> None:
+    change = Recorder()
+    key = f"{ns}:k".encode()
+    async with update_tier(frontend, server.url, ns) as t:
+        first = CacheEntry(b"v1", 1_000.5, 30.0)
+        assert await t.update(b"k", change(first, "stored")) == "stored"
+        assert change.seen == [None]  # missing: the change sees None
+        assert await t.get(b"k") == first  # value, cached_at and ttl as given
+
+        raw.pexpire(key, 123_456)  # a rewrite would reset this to the entry's ttl
+        stored = raw.get(key)
+        assert await t.update(b"k", change(KEEP, 1)) == 1
+        assert change.seen[-1] == first  # the stored entry, exactly
+        assert raw.get(key) == stored and 120_000 < raw.pttl(key) <= 123_456
+
+        second = CacheEntry(b"v2")
+        assert await t.update(b"k", change(second, None)) is None
+        assert change.seen[-1] == first and await t.get(b"k") == second
+        assert raw.pttl(key) == -1  # no ttl anywhere: no expiry (the old one is gone)
+
+        assert await t.update(b"k", change(None, "gone")) == "gone"
+        assert change.seen[-1] == second and not raw.exists(key)
+        for new in (None, KEEP):  # removing or keeping what is absent writes nothing
+            assert await t.update(b"k", change(new, 0)) == 0
+            assert change.seen[-1] is None and not raw.exists(key)
+
+
+async def test_update_sets_the_server_side_expiry_as_insert_does(frontend, server, raw, ns,
+                                                                 clock) -> None:
+    async with update_tier(frontend, server.url, ns, bind={"clock": clock, "ttl": 60},
+                           expiry_slack=0) as t:
+        for entry, low, high in ((CacheEntry(b"v", clock.now()), 59_000, 60_001),  # tier ttl
+                                 (CacheEntry(b"v", clock.now() - 10, 30.0), 19_000, 20_001),
+                                 (CacheEntry(b"v", None, 5.0), 4_000, 5_001)):
+            await t.insert(b"i", entry)
+            await t.update(b"u", lambda stored, entry=entry: (entry, None))
+            inserted, updated = raw.pttl(f"{ns}:i".encode()), raw.pttl(f"{ns}:u".encode())
+            assert low < updated <= high and abs(inserted - updated) < 500
+            assert await t.get(b"u") == entry
+
+
+async def test_an_error_in_change_propagates_and_nothing_is_written(frontend, server, raw,
+                                                                    ns) -> None:
+    key = f"{ns}:k".encode()
+    async with update_tier(frontend, server.url, ns) as t:
+        for error in (KeyError("from change"), OSError("not the tier's")):
+            def failing(stored: Any, error: Exception = error) -> Any:
+                raise error
+
+            with pytest.raises(type(error)) as info:
+                await t.update(b"k", failing)
+            assert info.value is error and not isinstance(info.value, TierError)
+            assert not raw.exists(key)
+
+        await t.insert(b"k", CacheEntry(b"7", 1.0))
+        stored = raw.get(key)
+        with pytest.raises(ZeroDivisionError):
+            await t.update(b"k", lambda stored: (CacheEntry(b"x"), 1 / 0))
+        with pytest.raises(TypeError, match="serialize"):  # not bytes: refused before MULTI
+            await t.update(b"k", lambda stored: (CacheEntry("text"), None))
+        assert raw.get(key) == stored
+        assert await t.update(b"k", increment) == 8  # the tier goes on (nothing left watched)
+
+
+async def test_a_record_this_tier_did_not_write_reaches_change_as_none(frontend, server, raw,
+                                                                       ns) -> None:
+    import struct
+
+    change = Recorder()
+    key = f"{ns}:k".encode()
+    async with update_tier(frontend, server.url, ns) as t:
+        for junk in (b"", b"hello", b"\xca" + b"\x00" * 5,
+                     struct.pack("<BBdd", 0xCA, 3, 1.0, float("nan")) + b"v"):
+            raw.set(key, junk)
+            assert await t.update(b"k", change(KEEP, "kept")) == "kept"
+            assert change.seen[-1] is None and raw.get(key) == junk
+        assert await t.update(b"k", increment) == 1  # and a write replaces it
+        assert await t.get(b"k") == CacheEntry(b"1")
+
+
+def test_update_is_atomic_across_threads_and_clients(server, ns) -> None:
+    """8 threads x 50 increments, first through one tier, then through two tiers (two
+    clients) at once: none is lost, each count is handed out once."""
+    tiers = [RedisTier.from_url(server.url, namespace=ns, socket_timeout=10) for _ in range(2)]
+    try:
+        for key, spread in ((b"one", 1), (b"two", 2)):
+            counts: list[int] = []
+            barrier = threading.Barrier(8)
+
+            def work(i: int, key: bytes = key, spread: int = spread,
+                     counts: list[int] = counts, barrier: threading.Barrier = barrier) -> None:
+                tier = tiers[i % spread]
+                barrier.wait()
+                counts.extend(tier.update(key, increment) for _ in range(50))
+
+            threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+            assert sorted(counts) == list(range(1, 401))
+            assert tiers[0].get(key) == CacheEntry(b"400")
+    finally:
+        for tier in tiers:
+            tier.close()
+
+
+async def test_update_is_atomic_across_tasks_and_clients(anyio_backend, server, ns) -> None:
+    """200 tasks at once, one increment each, through one tier (on trio, through its
+    worker threads), then 200 more split over two tiers: none is lost. (Each update holds a
+    connection from WATCH to EXEC: the pool must allow 200 at once, not redis-py's 100.)"""
+    import anyio
+
+    tiers = [RedisTier.from_url(server.url, namespace=ns, socket_timeout=10, asynchronous=True,
+                                max_connections=256) for _ in range(2)]
+    counts: list[int] = []
+
+    async def one(tier: Any) -> None:
+        counts.append(await tier.update(b"n", increment))
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for _ in range(200):
+                tg.start_soon(one, tiers[0])
+        assert sorted(counts) == list(range(1, 201))
+        async with anyio.create_task_group() as tg:
+            for i in range(200):
+                tg.start_soon(one, tiers[i % 2])
+        assert sorted(counts) == list(range(1, 401))
+        assert await tiers[1].get(b"n") == CacheEntry(b"400")
+    finally:
+        for tier in tiers:
+            await tier.aclose()  # type: ignore[attr-defined]
+
+
+async def test_cluster_update_is_atomic(frontend, cluster, ns) -> None:
+    import anyio
+
+    change = Recorder()
+    async with update_tier(frontend, cluster.url, ns, cluster=True, socket_timeout=10) as t:
+        keys = [f"k{i}".encode() for i in range(20)]  # over every node's slots
+        for k in keys:
+            assert await t.update(k, change(CacheEntry(k), k)) == k
+            assert await t.update(k, change(KEEP, None)) is None
+            assert change.seen[-1] == CacheEntry(k)
+        assert await t.update(keys[3], change(None, "gone")) == "gone"
+        assert await t.get(keys[3]) is None and await t.get(keys[4]) == CacheEntry(keys[4])
+
+        counts: list[int] = []
+        if frontend.is_sync:
+            def work() -> None:
+                counts.extend(t.sync.update(b"n", increment) for _ in range(25))
+
+            threads = [threading.Thread(target=work) for _ in range(4)]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join()
+        else:
+            async def one() -> None:
+                counts.append(await t.update(b"n", increment))
+
+            async with anyio.create_task_group() as tg:
+                for _ in range(100):
+                    tg.start_soon(one)
+        assert sorted(counts) == list(range(1, 101))
+        await t.clear()
+
+
+async def test_cluster_update_without_cluster_watch_is_unsupported(frontend, cluster, ns,
+                                                                   monkeypatch) -> None:
+    """An older redis-py (before 6.2) has no WATCH in cluster pipelines: ``update``
+    refuses rather than write without it."""
+    monkeypatch.delattr(redis.cluster, "TransactionStrategy")
+    monkeypatch.delattr(redis.asyncio.cluster, "TransactionStrategy")
+    async with update_tier(frontend, cluster.url, ns, cluster=True) as t:
+        with pytest.raises(UnsupportedError, match=r"redis-py 6\.2"):
+            await t.update(b"k", lambda stored: (CacheEntry(b"v"), None))
+        assert await t.get(b"k") is None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import sqlite3
 import subprocess
@@ -9,10 +10,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cachet import CacheEntry, InsertOutcome, ManualClock, TierError
+from cachet._core.tier import KEEP
 from cachet.serialize import encode_key
 from cachet.tiers import SQLiteTier
 
@@ -319,6 +322,193 @@ async def test_two_processes_share_one_file(frontend, clock, db: str) -> None:
     out = subprocess.run([sys.executable, "-c", check, db], check=True, timeout=60,
                          capture_output=True, text=True).stdout
     assert out.strip() == "from the parent"
+
+
+# -- update: read, change and write in one transaction ----------------------------------
+
+
+def test_update_stores_keeps_and_deletes(db: str) -> None:
+    seen: list[CacheEntry[bytes] | None] = []
+
+    def returning(new):
+        def change(stored):
+            seen.append(stored)
+            return new, "result"
+        return change
+
+    with SQLiteTier(db, clock=ManualClock(10.0)) as tier:
+        assert tier.update(b"k", returning(KEEP)) == "result"
+        assert tier.get(b"k") is None and tier.len() == 0
+        assert tier.update(b"k", returning(None)) == "result"  # deleting nothing is fine
+        assert tier.update(b"k", returning(CacheEntry(b"v", 5.0, 7.0))) == "result"
+        assert tier.get(b"k") == CacheEntry(b"v", 5.0, 7.0)
+        assert tier.update(b"k", returning(KEEP)) == "result"
+        assert tier.get(b"k") == CacheEntry(b"v", 5.0, 7.0)
+        assert tier.update(b"k", returning(None)) == "result"
+        assert tier.get(b"k") is None and tier.len() == 0
+        assert seen == [None, None, None, CacheEntry(b"v", 5.0, 7.0), CacheEntry(b"v", 5.0, 7.0)]
+
+
+def test_update_sees_the_stored_entry_as_stored_even_expired(db: str) -> None:
+    clock = ManualClock(1000.0)
+    seen: list[CacheEntry[bytes] | None] = []
+    with SQLiteTier(db, clock=clock, ttl=10.0) as tier:
+        tier.insert(b"own", CacheEntry(b"\x00a", cached_at=999.5, ttl=2.0))
+        tier.insert(b"tier", CacheEntry(b"b", cached_at=1000.0))
+        tier.insert(b"none", CacheEntry(b"c", cached_at=None, ttl=None))
+        clock.advance(100.0)  # both expired: get misses, update still hands them over
+        assert tier.get(b"own") is None and tier.get(b"tier") is None
+        for key in (b"own", b"tier", b"none"):
+            assert tier.update(key, lambda e: (seen.append(e), (KEEP, None))[1]) is None
+    assert seen == [CacheEntry(b"\x00a", 999.5, 2.0), CacheEntry(b"b", 1000.0, None), CacheEntry(b"c", None, None)]
+
+
+def test_update_stores_expires_at_as_insert_does(db: str) -> None:
+    entries = {b"own": CacheEntry(b"v", 100.0, 2.0), b"tier": CacheEntry(b"v", 100.0),
+               b"never": CacheEntry(b"v", None)}
+    with SQLiteTier(db, ttl=10.0, clock=ManualClock(100.0)) as tier:  # one sweep, on the first write
+        for key, entry in entries.items():
+            tier.insert(b"i-" + key, entry)
+            tier.update(b"u-" + key, lambda e, entry=entry: (entry, None))
+    conn = sqlite3.connect(db)
+    rows = dict(conn.execute("SELECT key, expires_at FROM cachet_v1").fetchall())
+    conn.close()
+    assert rows == {p + k: v for p in (b"i-", b"u-")
+                    for k, v in {b"own": 102.0, b"tier": 110.0, b"never": float("-inf")}.items()}
+
+
+class _Refused(Exception):
+    pass
+
+
+def test_update_error_in_change_propagates_and_writes_nothing(db: str) -> None:
+    def refuse(stored):
+        raise _Refused(stored)
+
+    with SQLiteTier(db, clock=ManualClock(2.0)) as tier, SQLiteTier(db, timeout=0.2) as other:
+        tier.insert(b"k", CacheEntry(b"v", 1.0, 2.0))
+        with pytest.raises(_Refused) as info:
+            tier.update(b"k", refuse)
+        assert info.value.args == (CacheEntry(b"v", 1.0, 2.0),)
+        assert tier.get(b"k") == CacheEntry(b"v", 1.0, 2.0)
+        with pytest.raises(TypeError, match=r"serialize\(\)"):  # a str value: refused, rolled back
+            tier.update(b"k", lambda e: (CacheEntry("str", 3.0), None))
+        with pytest.raises(TypeError, match=r"serialize\(\)"):
+            tier.update("k", lambda e: (KEEP, None))
+        assert tier.get(b"k") == CacheEntry(b"v", 1.0, 2.0)
+        # The transaction is over: another writer gets the file at once, and this tier goes on.
+        other.insert(b"k2", CacheEntry(b"w", 1.0))
+        assert tier.update(b"k", lambda e: (None, "gone")) == "gone"
+        assert tier.get(b"k") is None and tier.get(b"k2") is not None
+
+
+def test_update_on_the_memory_database(db: str) -> None:
+    with SQLiteTier() as tier:
+        assert tier.update(b"k", lambda e: (CacheEntry(b"1", 0.0), e)) is None
+        assert tier.update(b"k", lambda e: (KEEP, e)) == CacheEntry(b"1", 0.0, None)
+        with pytest.raises(_Refused):
+            tier.update(b"k", lambda e: (_ for _ in ()).throw(_Refused()))
+        assert tier.get(b"k") == CacheEntry(b"1", 0.0, None)  # and the lock was given back
+
+
+@pytest.mark.parametrize(("column", "bad"), [("cached_at", "yesterday"), ("ttl", -1.0), ("ttl", "soon")])
+def test_update_hands_a_damaged_row_to_change_as_none(db: str, column: str, bad: object) -> None:
+    with SQLiteTier(db) as tier:
+        tier.insert(b"k", CacheEntry(b"v", 1.0, 2.0))
+    conn = sqlite3.connect(db)
+    conn.execute(f"UPDATE cachet_v1 SET {column} = ? WHERE key = ?", (bad, b"k"))
+    conn.commit()
+    conn.close()
+    seen: list[CacheEntry[bytes] | None] = []
+    with SQLiteTier(db) as tier:
+        tier.update(b"k", lambda e: (seen.append(e), (KEEP, None))[1])
+        tier.update(b"k", lambda e: (seen.append(e), (CacheEntry(b"new", 3.0), None))[1])
+        assert tier.get(b"k") == CacheEntry(b"new", 3.0, None)  # the damaged row was replaced
+    assert seen == [None, None]
+
+
+def test_update_locked_beyond_the_timeout_is_a_tier_error(db: str) -> None:
+    calls: list[object] = []
+    with SQLiteTier(db, timeout=0.2, name="l2") as tier:
+        tier.insert(b"k", CacheEntry(b"v", cached_at=0.0))
+        holder = sqlite3.connect(db, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
+        try:
+            t0 = time.monotonic()
+            with pytest.raises(TierError, match="locked") as info:
+                tier.update(b"k", lambda e: (calls.append(e), (None, None))[1])
+            assert time.monotonic() - t0 < 3.0
+            assert info.value.tier == "l2" and info.value.operation == "update"
+            assert isinstance(info.value.__cause__, sqlite3.OperationalError)
+            assert calls == []
+        finally:
+            holder.execute("ROLLBACK")
+            holder.close()
+        assert tier.update(b"k", lambda e: (None, e)) == CacheEntry(b"v", 0.0, None)  # and it recovers
+        assert tier.get(b"k") is None
+
+
+def _increment(stored: CacheEntry[bytes] | None) -> tuple[CacheEntry[bytes], int]:
+    n = (0 if stored is None else int(stored.value)) + 1
+    time.sleep(0)  # let another thread run between the read and the write
+    return CacheEntry(str(n).encode(), 0.0), n
+
+
+def _count(tier: SQLiteTier) -> int:
+    entry = tier.get(b"n")
+    assert entry is not None
+    return int(entry.value)
+
+
+@pytest.mark.parametrize("tiers", [1, 2])
+def test_update_increments_from_threads_lose_nothing(db: str, tiers: int) -> None:
+    """8 threads x 50 increments of one key, on one tier or on two tiers of one file."""
+    errors: list[BaseException] = []
+    results: list[int] = []
+    barrier = threading.Barrier(8)
+    shared = [SQLiteTier(db, timeout=30.0) for _ in range(tiers)]
+
+    def work(tier: SQLiteTier) -> None:
+        try:
+            barrier.wait()
+            results.extend(tier.update(b"n", _increment) for _ in range(50))
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=work, args=(shared[t % tiers],)) for t in range(8)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        assert not errors
+        assert _count(shared[0]) == 400
+        assert sorted(results) == list(range(1, 401))  # every update saw its own predecessor
+    finally:
+        for tier in shared:
+            tier.close()
+
+
+def _increment_in_a_process(path: str, n: int, barrier: Any) -> None:
+    with SQLiteTier(path, timeout=30.0) as tier:
+        tier.get(b"n")  # connect (and make the file) before the race starts
+        barrier.wait()
+        for _ in range(n):
+            tier.update(b"n", _increment)
+
+
+def test_update_increments_from_two_processes_lose_nothing(db: str) -> None:
+    SQLiteTier(db).close()  # the schema exists before the workers start
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    procs = [ctx.Process(target=_increment_in_a_process, args=(db, 100, barrier)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    with SQLiteTier(db) as tier:
+        assert _count(tier) == 200
 
 
 # -- through the cache, on every frontend ----------------------------------------------

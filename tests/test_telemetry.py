@@ -114,7 +114,7 @@ def test_event_names_are_unique_and_each_has_one_level() -> None:
     assert sum(len(s) for s in levels) == len(set().union(*levels)), "an event has two levels"
     assert set(names) == set().union(*levels) | {a.OPERATION_COMPLETE}
     ops = [v for k, v in vars(a).items() if k.startswith("OP_")]
-    assert len(ops) == len(set(ops)) == 8 and not set(ops) & set(names)
+    assert len(ops) == len(set(ops)) == 12 and not set(ops) & set(names)
     fields = [v for k, v in vars(a).items() if k.startswith("CACHE_")]
     assert len(fields) == len(set(fields)) and not set(fields) & set(names)
     assert a.TARGET == "cachet"
@@ -407,6 +407,9 @@ async def every_event(frontend, clock, c, l1, l2) -> None:
     await c.try_get_or_insert("d", frontend.factory(lambda: 4))
     await c.optionally_get_or_insert("e", frontend.factory(lambda: None))
     await c.clear()  # cleared x2
+    assert await c.add("g", 1)  # the atomic operations: inserted in l2
+    assert await c.incr("g") == 2 and await c.decr("g") == 1
+    assert await c.touch("g", 10) and await c.delete("g")
     l2.fail_when(lambda r: True)
     for op in (c.get("x"), c.insert("x", 1), c.invalidate("x"), c.clear()):
         with pytest.raises(TierError):

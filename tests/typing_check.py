@@ -84,3 +84,13 @@ memory_tier: cachet.tiers.Tier[Hashable] = cachet.tiers.MemoryTier(10)
 sqlite_tier: cachet.tiers.Tier[bytes] = cachet.tiers.SQLiteTier(":memory:")
 mock_tier: cachet.tiers.Tier[Hashable] = cachet.testing.MockTier()
 with_tiers = cachet.Cache.builder().storage(memory_tier).fallback(sqlite_tier).build()
+
+
+# The framework operations keep the cache's types.
+typed: cachet.Cache[str, int] = cachet.Cache.builder().memory(100).build()
+assert_type(typed.add("k", 1, ttl=5), bool)
+assert_type(typed.touch("k", 5), bool)
+assert_type(typed.delete("k"), bool)
+assert_type(typed.get_many(["k"]), dict[str, cachet.CacheEntry[int]])
+assert_type(typed.insert_many({"k": 1}, ttl=0), dict[str, cachet.InsertOutcome])
+assert_type(typed.invalidate_many(["k"]), None)

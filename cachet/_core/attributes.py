@@ -42,6 +42,10 @@ __all__ = [
     "OP_TRY_GET_OR_INSERT",
     "OP_OPTIONALLY_GET_OR_INSERT",
     "OP_REFRESH",
+    "OP_ADD",
+    "OP_TOUCH",
+    "OP_INCR",
+    "OP_DELETE",
     "ERROR_EVENTS",
     "INFO_EVENTS",
     "DEBUG_EVENTS",
@@ -93,6 +97,10 @@ OP_GET_OR_INSERT: Final = "cache.get_or_insert"
 OP_TRY_GET_OR_INSERT: Final = "cache.try_get_or_insert"
 OP_OPTIONALLY_GET_OR_INSERT: Final = "cache.optionally_get_or_insert"
 OP_REFRESH: Final = "cache.refresh"
+OP_ADD: Final = "cache.add"
+OP_TOUCH: Final = "cache.touch"
+OP_INCR: Final = "cache.incr"  # decr too: an incr by -delta
+OP_DELETE: Final = "cache.delete"
 
 ERROR_EVENTS: Final = frozenset({GET_ERROR, INSERT_ERROR, INVALIDATE_ERROR, CLEAR_ERROR, PUBLISH_ERROR,
                                  LOAD_ERROR, BREAKER_OPENED})

@@ -34,6 +34,7 @@ class Level:
         "tier",
         "ttl",
         "ttr",
+        "update",
     )
 
     def __init__(
@@ -41,7 +42,8 @@ class Level:
         *,
         name: str,
         tier: Tier[Any] | AsyncTier[Any],
-        ops: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any], Callable[..., Any]],
+        ops: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any], Callable[..., Any],
+                   Callable[..., Any] | None],
         length: Callable[[], Any] | None,
         ttl: float | None,
         ttr: float | None,
@@ -56,7 +58,8 @@ class Level:
     ) -> None:
         self.name = name
         self.tier = tier
-        self.get, self.insert, self.invalidate, self.clear = ops
+        # update: the tier's atomic step (tier.py), None if it has none.
+        self.get, self.insert, self.invalidate, self.clear, self.update = ops
         self.length = length
         self.ttl = ttl
         self.ttr = ttr

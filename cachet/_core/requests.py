@@ -39,7 +39,17 @@ class ClearRequest:
     """Remove everything."""
 
 
-CacheRequest = GetRequest[Any] | InsertRequest[Any, Any] | InvalidateRequest[Any] | ClearRequest
+@dataclass(frozen=True, slots=True)
+class UpdateRequest(Generic[K]):
+    """Apply ``change`` to the entry of ``key`` atomically (a tier's ``update``, which the
+    framework operations ``add``, ``touch``, ``incr`` and ``delete`` use)."""
+
+    key: K
+    change: Any
+
+
+CacheRequest = (GetRequest[Any] | InsertRequest[Any, Any] | InvalidateRequest[Any] | ClearRequest
+                | UpdateRequest[Any])
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,4 +84,11 @@ class ClearResponse:
     """The answer to a :class:`ClearRequest`."""
 
 
-CacheResponse = GetResponse[Any] | InsertResponse | InvalidateResponse | ClearResponse
+@dataclass(frozen=True, slots=True)
+class UpdateResponse:
+    """The answer to an :class:`UpdateRequest`: what the change returned."""
+
+    result: Any
+
+
+CacheResponse = GetResponse[Any] | InsertResponse | InvalidateResponse | ClearResponse | UpdateResponse

@@ -41,7 +41,9 @@ from functools import partial
 from types import CoroutineType
 from typing import Any
 
+from . import atomic
 from . import attributes as a
+from .atomic import EXPIRE_NOW, entry_of
 from .clock import Clock, SystemClock
 from .effects import DETACHED, Call, Fanout, Flow, Load, LoadTimedOut, Spawn, Wait
 from .entry import CacheEntry, new_entry
@@ -60,6 +62,7 @@ from .inflight import _ABANDONED, _LOADING, Flight, Flights, WriteGuard, WriteTo
 from .level import Level
 from .policy import FailSafe, InsertOutcome, InsertPolicy
 from .stats import FIELDS, STAT_OF_EVENT, snapshot
+from .tier import KEEP, Change
 
 _S_MISS, _S_HIT = STAT_OF_EVENT[a.MISS], STAT_OF_EVENT[a.HIT]
 _S_INSERTED, _S_REJECTED = STAT_OF_EVENT[a.INSERTED], STAT_OF_EVENT[a.INSERT_REJECTED]
@@ -875,13 +878,11 @@ class Core:
     def insert_flow(self, key: Hashable, value: Any) -> Flow:
         entry = value if isinstance(value, CacheEntry) else CacheEntry(value)
         yield from self._wait(self.guard.supersede(key, self.make_signal))
-        with self.mutex:  # calls from now on see this write: they join nothing older
-            self.flights.detach(key, WRITE_DETACHES)
+        self._detach_writes(key)
         try:
             outcome, _, error = yield from self._write_all(key, entry, None)
         finally:  # and nothing begun while it was being written, either
-            with self.mutex:
-                self.flights.detach(key, WRITE_DETACHES)
+            self._detach_writes(key)
         if error is not None:
             raise error
         return outcome
@@ -955,6 +956,115 @@ class Core:
             return REJECTED, self.tier_error(level, "insert", exc)
         counts[_S_INSERTED if outcome is ACCEPTED else _S_REJECTED] += 1
         return outcome, None
+
+    # -- framework operations (atomic.py) ---------------------------------------------
+
+    def add_op(self, key: Hashable, value: Any, ttl: float | None) -> Flow:
+        return self.update_op(a.OP_ADD, key, atomic.adding(self.levels[-1], self.now(), value, ttl))
+
+    def touch_op(self, key: Hashable, ttl: float | None) -> Flow:
+        return self.update_op(a.OP_TOUCH, key, atomic.touching(self.levels[-1], self.now(), ttl))
+
+    def delete_op(self, key: Hashable) -> Flow:
+        return self.update_op(a.OP_DELETE, key, atomic.deleting(self.levels[-1], self.now()))
+
+    def incr_op(self, key: Hashable, delta: int | float) -> Flow:
+        atomic.check_delta(delta)
+        return self._incr_flow(key, delta)
+
+    def _incr_flow(self, key: Hashable, delta: int | float) -> Flow:
+        change = atomic.incrementing(self.levels[-1], self.now(), delta)
+        result = yield from self.update_op(a.OP_INCR, key, change)
+        if result is atomic.MISSING:
+            raise KeyError(key)
+        if type(result) is atomic.NotANumber:
+            raise TypeError(f"cannot add {delta!r} to the value of {key!r}, a {type(result.value).__name__}; "
+                            f"incr and decr need an int or a float")
+        return result
+
+    def update_op(self, op: str, key: Hashable, change: Change) -> Flow:
+        """``add``, ``touch``, ``incr``/``decr``, ``delete``: ``change`` (a rule of
+        ``atomic.py``) applied by the bottom tier; returns the change's result."""
+        return self._operation(op, key, partial(self.update_flow, op, key, change), False)
+
+    def update_flow(self, op: str, key: Hashable, change: Change) -> Flow:
+        """One atomic step on the bottom tier, the stack's authority (the one that other
+        processes share); the tiers above it drop their copy, as an invalidate's do
+        (rule 4), so the next read promotes what the step left. Like any write, it wins
+        over the loads and promotions begun before it."""
+        bottom = self.levels[-1]
+        if bottom.update is None:
+            raise UnsupportedError(
+                f"{op} needs an atomic update, which tier {bottom.name!r} "
+                f"({type(bottom.tier).__name__}) does not have")
+        wrote = False
+
+        def recorded(stored: CacheEntry[Any] | None) -> tuple[Any, Any]:
+            nonlocal wrote
+            new, result = change(stored)
+            wrote = new is not KEEP  # the last call is the one a retrying tier kept
+            return new, result
+
+        yield from self._wait(self.guard.supersede(key, self.make_signal))
+        self._detach_writes(key)
+        try:
+            t0 = _ns() if self.reporter is not None else 0
+            try:
+                if bottom.direct:
+                    result = bottom.update(key, recorded)
+                else:
+                    result = yield Call(bottom.update, (key, recorded))
+            except Exception as exc:
+                self.report(bottom, a.INSERT_ERROR, t0)
+                raise self.tier_error(bottom, op, exc)  # noqa: B904 (cause set there)
+            if wrote:
+                self.report(bottom, a.INSERTED, t0)
+                if len(self.levels) > 1:
+                    results, took = yield from self._remove(self.levels[:-1], key, wait=True)
+                    for level, res, ns in zip(self.levels[:-1], results, took, strict=True):
+                        if isinstance(res, BaseException):
+                            self.report(level, a.INVALIDATE_ERROR, duration=ns)
+                            raise self.tier_error(level, op, res)
+        finally:
+            self._detach_writes(key)
+        if wrote and self.publish is not None:
+            yield from self._publish("invalidate", key)
+        return result
+
+    def insert_ttl_op(self, key: Hashable, value: Any, ttl: float | None) -> Flow:
+        """``insert`` with a per-call ttl (``atomic.per_call_ttl``): ``EXPIRE_NOW``
+        removes the key, and the write counts as accepted."""
+        if ttl is EXPIRE_NOW:
+            yield from self.invalidate_op(key)
+            return ACCEPTED
+        return (yield from self.insert_op(key, entry_of(value, ttl)))
+
+    # The bulk operations: each key's own operation in turn, as one flow (so one call
+    # of the frontend's driver).
+
+    def get_many_flow(self, keys: list[Hashable], hit: Callable[[Hashable], Any]) -> Flow:
+        found: dict[Hashable, CacheEntry[Any]] = {}
+        for key in keys:
+            entry = hit(key)
+            if entry is None:
+                entry = yield from self.get_op(key)
+            if entry is not None:
+                found[key] = entry
+        return found
+
+    def insert_many_flow(self, items: list[tuple[Hashable, Any]], ttl: float | None) -> Flow:
+        outcomes: dict[Hashable, InsertOutcome] = {}
+        for key, value in items:
+            outcomes[key] = yield from self.insert_ttl_op(key, value, ttl)
+        return outcomes
+
+    def invalidate_many_flow(self, keys: list[Hashable]) -> Flow:
+        for key in keys:
+            yield from self.invalidate_op(key)
+
+    def _detach_writes(self, key: Hashable) -> None:
+        with self.mutex:  # calls from now on see this write: they join nothing older
+            self.flights.detach(key, WRITE_DETACHES)
 
     # -- other processes (a backplane) ---------------------------------------------------
 

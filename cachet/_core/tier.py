@@ -5,17 +5,42 @@ core reads ``cached_at`` and ``ttl`` itself (``freshness.py``). ``len()`` is opt
 cache's ``len()`` says so when its primary tier has none). A tier that never blocks (an
 in-process map) declares ``nonblocking = True``, and the core then calls it inline on
 both frontends.
+
+A tier may also offer ``update(key, change)``, the one atomic step the framework
+operations (``add``, ``touch``, ``incr``, ``delete``: ``_core/atomic.py``) need:
+read the entry stored for ``key`` (``None`` if none), call ``change(entry)``, which
+returns ``(new, result)``, then store ``new`` (a ``CacheEntry``), remove the key
+(``None``) or leave it as it was (:data:`KEEP`), with no other write to the key in
+between; return ``result``. ``change`` is pure and may be called more than once (a tier
+that retries on a conflict, as Redis's ``WATCH`` does); if it raises, nothing is
+written and the error propagates. The entry handed to ``change`` may be expired: the
+core judges it. A tier without ``update`` cannot serve those operations
+(``UnsupportedError``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Callable, Hashable
+from typing import Any, Final, Protocol, TypeVar, runtime_checkable
 
 from .entry import CacheEntry
 from .policy import InsertOutcome
 
 K_contra = TypeVar("K_contra", bound=Hashable, contravariant=True)
+
+
+class _Keep:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Final = _Keep()
+"""What a ``change`` returns as its new entry to leave the stored one as it is."""
+
+Change = Callable[[CacheEntry[Any] | None], tuple[CacheEntry[Any] | _Keep | None, Any]]
+"""``change(stored) -> (new, result)``: the step a tier's ``update`` applies atomically."""
 
 
 @runtime_checkable

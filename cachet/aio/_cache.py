@@ -16,7 +16,7 @@ own task group, opened by ``async with cache``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Hashable
+from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, Protocol, overload
 
 import anyio
@@ -24,6 +24,8 @@ import anyio.abc
 
 from .._builder import BuilderBase, TierSpec
 from .._cache_base import CacheBase, K, V
+from .._core.atomic import per_call_ttl
+from .._core.durations import Duration
 from .._core.effects import DETACHED, Flow, Load, LoadTimedOut, Spawn
 from .._core.entry import CacheEntry
 from .._core.errors import CacheError
@@ -102,9 +104,13 @@ class Cache(CacheBase[K, V]):
 
     # -- writes ------------------------------------------------------------------------
 
-    async def insert(self, key: K, value: V | CacheEntry[V]) -> InsertOutcome:
-        """Write to every tier concurrently; ACCEPTED if any tier stored it."""
-        return await self._run(self._core.insert_op(key, value))  # type: ignore[no-any-return]
+    async def insert(self, key: K, value: V | CacheEntry[V], *, ttl: Duration | None = None) -> InsertOutcome:
+        """Write to every tier concurrently; ACCEPTED if any tier stored it. A ``ttl`` of
+        0 or less removes the key instead."""
+        core = self._core
+        if ttl is None:
+            return await self._run(core.insert_op(key, value))  # type: ignore[no-any-return]
+        return await self._run(core.insert_ttl_op(key, value, per_call_ttl(ttl)))  # type: ignore[no-any-return]
 
     async def invalidate(self, key: K) -> None:
         """Remove ``key`` from every tier."""
@@ -113,6 +119,43 @@ class Cache(CacheBase[K, V]):
     async def clear(self) -> None:
         """Remove everything from every tier."""
         await self._run(self._core.clear_op())
+
+    # -- framework operations (atomic on the bottom tier; see the operations guide) -----
+
+    async def add(self, key: K, value: V | CacheEntry[V], *, ttl: Duration | None = None) -> bool:
+        """Store ``value`` only if ``key`` has no live entry; whether it did."""
+        return await self._run(self._core.add_op(key, value, per_call_ttl(ttl)))  # type: ignore[no-any-return]
+
+    async def touch(self, key: K, ttl: Duration | None = None) -> bool:
+        """Give a live entry a new ``ttl`` from now (0 or less: expire it); whether there was one."""
+        return await self._run(self._core.touch_op(key, per_call_ttl(ttl)))  # type: ignore[no-any-return]
+
+    async def incr(self, key: K, delta: int | float = 1) -> Any:
+        """Add ``delta`` to a live number, keeping its remaining ttl; the new value.
+        ``KeyError`` if there is no live entry, ``TypeError`` if it is not a number."""
+        return await self._run(self._core.incr_op(key, delta))
+
+    async def decr(self, key: K, delta: int | float = 1) -> Any:
+        """``incr(key, -delta)``."""
+        return await self._run(self._core.incr_op(key, -delta))
+
+    async def delete(self, key: K) -> bool:
+        """Remove ``key`` from every tier, as :meth:`invalidate`; whether it had a live entry."""
+        return await self._run(self._core.delete_op(key))  # type: ignore[no-any-return]
+
+    async def get_many(self, keys: Iterable[K]) -> dict[K, CacheEntry[V]]:
+        """:meth:`get` of each key: the entries found, by key."""
+        return await self._run(self._core.get_many_flow(list(keys), self._hit))  # type: ignore[no-any-return]
+
+    async def insert_many(self, items: Mapping[K, V] | Iterable[tuple[K, V]], *,
+                          ttl: Duration | None = None) -> dict[K, InsertOutcome]:
+        """:meth:`insert` of each pair: the outcome by key."""
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        return await self._run(self._core.insert_many_flow(pairs, per_call_ttl(ttl)))  # type: ignore[no-any-return]
+
+    async def invalidate_many(self, keys: Iterable[K]) -> None:
+        """:meth:`invalidate` of each key."""
+        await self._run(self._core.invalidate_many_flow(list(keys)))
 
     # -- the rest ----------------------------------------------------------------------
 

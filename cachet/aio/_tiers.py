@@ -23,16 +23,15 @@ def is_async_tier(tier: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(tier, "get", None))
 
 
-def adapt(tier: Any, limiter: anyio.CapacityLimiter) -> tuple[tuple[AsyncFn, ...], AsyncFn | None]:
-    """The tier's four operations (and ``len``) as coroutine functions."""
-    names = ("get", "insert", "invalidate", "clear")
+def adapt(tier: Any, limiter: anyio.CapacityLimiter) -> tuple[tuple[AsyncFn | None, ...], AsyncFn | None]:
+    """The tier's operations (``update`` ``None`` where it has none) and ``len``, as
+    coroutine functions."""
+    ops = (tier.get, tier.insert, tier.invalidate, tier.clear, getattr(tier, "update", None))
     length = getattr(tier, "len", None)
-    if is_async_tier(tier):
-        return tuple(getattr(tier, n) for n in names), length
-    if getattr(tier, "nonblocking", False):
-        return tuple(getattr(tier, n) for n in names), length
+    if is_async_tier(tier) or getattr(tier, "nonblocking", False):
+        return ops, length
     wrap = partial(_threaded, limiter=limiter)
-    return tuple(wrap(getattr(tier, n)) for n in names), (wrap(length) if length else None)
+    return tuple(fn and wrap(fn) for fn in ops), (wrap(length) if length else None)
 
 
 def _threaded(fn: Callable[..., Any], limiter: anyio.CapacityLimiter) -> AsyncFn:

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, Protocol, overload
 
 from .._builder import BuilderBase, TierSpec
 from .._cache_base import CacheBase, K, V
+from .._core.atomic import per_call_ttl
+from .._core.durations import Duration
 from .._core.effects import Flow, Load, LoadTimedOut, Spawn
 from .._core.entry import CacheEntry
 from .._core.policy import InsertOutcome
@@ -93,9 +95,13 @@ class Cache(CacheBase[K, V]):
 
     # -- writes ------------------------------------------------------------------------
 
-    def insert(self, key: K, value: V | CacheEntry[V]) -> InsertOutcome:
-        """Write through to every tier, in order; ACCEPTED if any tier stored it."""
-        return self._run(self._core.insert_op(key, value))  # type: ignore[no-any-return]
+    def insert(self, key: K, value: V | CacheEntry[V], *, ttl: Duration | None = None) -> InsertOutcome:
+        """Write through to every tier, in order; ACCEPTED if any tier stored it. A ``ttl``
+        of 0 or less removes the key instead."""
+        core = self._core
+        if ttl is None:
+            return self._run(core.insert_op(key, value))  # type: ignore[no-any-return]
+        return self._run(core.insert_ttl_op(key, value, per_call_ttl(ttl)))  # type: ignore[no-any-return]
 
     def invalidate(self, key: K) -> None:
         """Remove ``key`` from every tier."""
@@ -104,6 +110,43 @@ class Cache(CacheBase[K, V]):
     def clear(self) -> None:
         """Remove everything from every tier."""
         self._run(self._core.clear_op())
+
+    # -- framework operations (atomic on the bottom tier; see the operations guide) -----
+
+    def add(self, key: K, value: V | CacheEntry[V], *, ttl: Duration | None = None) -> bool:
+        """Store ``value`` only if ``key`` has no live entry; whether it did."""
+        return self._run(self._core.add_op(key, value, per_call_ttl(ttl)))  # type: ignore[no-any-return]
+
+    def touch(self, key: K, ttl: Duration | None = None) -> bool:
+        """Give a live entry a new ``ttl`` from now (0 or less: expire it); whether there was one."""
+        return self._run(self._core.touch_op(key, per_call_ttl(ttl)))  # type: ignore[no-any-return]
+
+    def incr(self, key: K, delta: int | float = 1) -> Any:
+        """Add ``delta`` to a live number, keeping its remaining ttl; the new value.
+        ``KeyError`` if there is no live entry, ``TypeError`` if it is not a number."""
+        return self._run(self._core.incr_op(key, delta))
+
+    def decr(self, key: K, delta: int | float = 1) -> Any:
+        """``incr(key, -delta)``."""
+        return self._run(self._core.incr_op(key, -delta))
+
+    def delete(self, key: K) -> bool:
+        """Remove ``key`` from every tier, as :meth:`invalidate`; whether it had a live entry."""
+        return self._run(self._core.delete_op(key))  # type: ignore[no-any-return]
+
+    def get_many(self, keys: Iterable[K]) -> dict[K, CacheEntry[V]]:
+        """:meth:`get` of each key: the entries found, by key."""
+        return self._run(self._core.get_many_flow(list(keys), self._hit))  # type: ignore[no-any-return]
+
+    def insert_many(self, items: Mapping[K, V] | Iterable[tuple[K, V]], *,
+                    ttl: Duration | None = None) -> dict[K, InsertOutcome]:
+        """:meth:`insert` of each pair: the outcome by key."""
+        pairs = list(items.items() if isinstance(items, Mapping) else items)
+        return self._run(self._core.insert_many_flow(pairs, per_call_ttl(ttl)))  # type: ignore[no-any-return]
+
+    def invalidate_many(self, keys: Iterable[K]) -> None:
+        """:meth:`invalidate` of each key."""
+        self._run(self._core.invalidate_many_flow(list(keys)))
 
     # -- the rest ----------------------------------------------------------------------
 
@@ -204,12 +247,12 @@ class CacheBuilder(BuilderBase[K, V], Generic[K, V]):
         return Cache(core, owned)
 
 
-def _adapt(tier: Any, spec: TierSpec) -> tuple[tuple[Any, Any, Any, Any], Any]:
+def _adapt(tier: Any, spec: TierSpec) -> tuple[tuple[Any, Any, Any, Any, Any], Any]:
     if inspect.iscoroutinefunction(getattr(tier, "get", None)):
         raise ValueError(
             f"tier {spec.name!r} is async ({type(tier).__name__}); use it with cachet.aio.Cache"
         )
-    ops = (tier.get, tier.insert, tier.invalidate, tier.clear)
+    ops = (tier.get, tier.insert, tier.invalidate, tier.clear, getattr(tier, "update", None))
     return ops, getattr(tier, "len", None)
 
 

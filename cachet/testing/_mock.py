@@ -14,7 +14,9 @@ from .._core.requests import (
     GetRequest,
     InsertRequest,
     InvalidateRequest,
+    UpdateRequest,
 )
+from .._core.tier import Change
 
 
 class MockTierError(Exception):
@@ -93,16 +95,30 @@ class MockTier:
 
     def insert(self, key: Hashable, entry: CacheEntry[Any]) -> InsertOutcome:
         self._record(InsertRequest(key, entry))
-        self.data[key] = entry
+        with self._lock:
+            self.data[key] = entry
         return InsertOutcome.ACCEPTED
 
     def invalidate(self, key: Hashable) -> None:
         self._record(InvalidateRequest(key))
-        self.data.pop(key, None)
+        with self._lock:
+            self.data.pop(key, None)
 
     def clear(self) -> None:
         self._record(ClearRequest())
-        self.data.clear()
+        with self._lock:
+            self.data.clear()
+
+    def update(self, key: Hashable, change: Change) -> Any:
+        """The atomic step of ``cachet._core.tier`` (recorded as an ``UpdateRequest``)."""
+        self._record(UpdateRequest(key, change))
+        with self._lock:
+            new, result = change(self.data.get(key))
+            if new is None:
+                self.data.pop(key, None)
+            elif isinstance(new, CacheEntry):  # else KEEP
+                self.data[key] = new
+        return result
 
     def len(self) -> int:
         return len(self.data)

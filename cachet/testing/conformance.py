@@ -15,7 +15,9 @@ This module checks that a tier keeps that contract the way the cache relies on i
 - an expired entry reads as a miss or as itself, never as something else;
 - concurrent callers (threads for a sync tier, tasks for an async one) do not lose
   writes;
-- a random sequence of operations (hypothesis) reads like a ``dict`` would.
+- a random sequence of operations (hypothesis) reads like a ``dict`` would;
+- ``update(key, change)``, where present (the atomic step of the framework operations,
+  ``cachet._core.tier``), applies its change and loses no write to concurrent callers.
 
 Two ways to run it. In pytest, subclass :class:`TierContract`::
 
@@ -54,6 +56,7 @@ import anyio.to_thread
 from .._core.entry import CacheEntry
 from .._core.policy import InsertOutcome
 from .._core.requests import ClearRequest, GetRequest, InsertRequest, InvalidateRequest
+from .._core.tier import KEEP
 
 __all__ = ["CHECKS", "Check", "ConformanceError", "NotApplicable", "TierContract", "check_tier", "run_check"]
 
@@ -118,6 +121,12 @@ class Subject:
     async def clear(self) -> Any:
         return await _maybe(self.tier.clear())
 
+    async def update(self, key: Any, change: Any) -> Any:
+        update = getattr(self.tier, "update", None)
+        if not callable(update):
+            raise NotApplicable("the tier has no update()")
+        return await _maybe(update(key, change))
+
     async def len(self) -> int:
         if not self.has_len:
             raise NotApplicable("the tier has no len()")
@@ -153,6 +162,31 @@ class Subject:
         got = await self.get(key)
         if got is not None:
             raise _fail(f"get({key!r}) {when} returned {got!r}; expected None")
+
+
+async def _in_threads(workers: int, work: Callable[[int], None]) -> None:
+    """Run ``work(w)`` in ``workers`` threads started together; fail with the first error."""
+    errors: list[BaseException] = []
+    start = threading.Barrier(workers)
+
+    def run(w: int) -> None:
+        try:
+            start.wait(10)
+            work(w)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in range(workers)]
+    for th in threads:
+        th.start()
+
+    def join_all() -> None:
+        for th in threads:
+            th.join(60)
+
+    await anyio.to_thread.run_sync(join_all)
+    if errors:
+        raise _fail(f"a thread failed: {errors[0]!r}") from errors[0]
 
 
 # -- the checks ------------------------------------------------------------------------
@@ -378,30 +412,14 @@ async def _concurrent_callers(t: Subject) -> None:
             for w in range(workers):
                 tg.start_soon(work, w)
     else:
-        errors: list[BaseException] = []
-        start = threading.Barrier(workers)
-
         def thread_work(w: int) -> None:
-            try:
-                start.wait(10)
-                for i in range(per_worker):
-                    outcome = t.tier.insert(key(w, i), CacheEntry(value(w, i), cached_at=now))
-                    if outcome is not InsertOutcome.ACCEPTED:
-                        raise _fail(f"insert from thread {w} returned {outcome!r}")
-                    t.tier.get(key(w, (i * 7) % per_worker))
-            except BaseException as exc:
-                errors.append(exc)
+            for i in range(per_worker):
+                outcome = t.tier.insert(key(w, i), CacheEntry(value(w, i), cached_at=now))
+                if outcome is not InsertOutcome.ACCEPTED:
+                    raise _fail(f"insert from thread {w} returned {outcome!r}")
+                t.tier.get(key(w, (i * 7) % per_worker))
 
-        threads = [threading.Thread(target=thread_work, args=(w,)) for w in range(workers)]
-        for th in threads:
-            th.start()
-        def join_all() -> None:
-            for th in threads:
-                th.join(30)
-
-        await anyio.to_thread.run_sync(join_all)
-        if errors:
-            raise _fail(f"a thread failed: {errors[0]!r}") from errors[0]
+        await _in_threads(workers, thread_work)
     for w in range(workers):
         for i in range(per_worker):
             await t.expect_entry(key(w, i), CacheEntry(value(w, i), cached_at=now), "after concurrent writes")
@@ -458,6 +476,93 @@ async def _random_operations_match_a_dict(t: Subject) -> None:
     # hypothesis drives a plain function: run it in a worker thread that calls back into
     # this event loop for every example (works on asyncio and trio alike).
     await anyio.to_thread.run_sync(run)
+
+
+def _counter(t: Subject, n: int) -> Any:
+    return str(n).encode() if t.bytes_only else n
+
+
+def _count_of(t: Subject, entry: CacheEntry[Any] | None) -> int:
+    if entry is None:
+        return 0
+    return int(entry.value) if t.bytes_only else entry.value  # type: ignore[no-any-return]
+
+
+@_check
+async def _update_applies_the_change(t: Subject) -> None:
+    """``update(key, change)``, where the tier has one: ``change`` sees the stored entry
+    (or ``None``); its new entry is stored as given, ``None`` removes the key, ``KEEP``
+    leaves it; ``update`` returns the change's result; an error in ``change`` writes
+    nothing and propagates."""
+    seen: list[Any] = []
+    entry = CacheEntry.expires_at(t.value(1), 3600.0, t.now())
+
+    def store(new: Any, result: Any) -> Any:
+        def change(stored: Any) -> Any:
+            seen.append(stored)
+            return new, result
+        return change
+
+    if await t.update(t.key(1), store(KEEP, "kept")) != "kept":
+        raise _fail("update did not return the change's result")
+    if seen[-1] is not None:
+        raise _fail(f"change of a missing key saw {seen[-1]!r}, not None")
+    await t.expect_miss(t.key(1), "after an update that kept nothing")
+    await t.update(t.key(1), store(entry, None))
+    await t.expect_entry(t.key(1), entry, "after an update that stored an entry")
+    await t.update(t.key(1), store(KEEP, None))
+    got = seen[-1]
+    if not isinstance(got, CacheEntry) or (got.value, got.cached_at, got.ttl) != (entry.value, entry.cached_at, entry.ttl):
+        raise _fail(f"change saw {got!r}; expected the stored {entry!r}")
+    await t.expect_entry(t.key(1), entry, "after an update that kept it")
+
+    class Refused(Exception):
+        pass
+
+    def refuse(stored: Any) -> Any:
+        raise Refused
+
+    try:
+        await t.update(t.key(1), refuse)
+    except Refused:
+        pass
+    else:
+        raise _fail("an exception raised by change did not propagate")
+    await t.expect_entry(t.key(1), entry, "after a change that raised")
+    await t.update(t.key(1), store(None, None))
+    await t.expect_miss(t.key(1), "after an update that removed it")
+
+
+@_check
+async def _concurrent_updates_lose_nothing(t: Subject) -> None:
+    """Concurrent ``update`` calls on one key are atomic: 8 threads (sync tier) or 200
+    tasks (async tier) adding 1 each to a counter lose no increment."""
+    key = t.key(7)
+    if not callable(getattr(t.tier, "update", None)):
+        raise NotApplicable("the tier has no update()")
+
+    def plus_one(stored: Any) -> Any:
+        n = _count_of(t, stored) + 1
+        return CacheEntry(_counter(t, n)), n
+
+    if t.is_async:
+        total = 200
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(total):
+                tg.start_soon(t.update, key, plus_one)
+    else:
+        workers, per_worker = 8, 50
+        total = workers * per_worker
+
+        def thread_work(w: int) -> None:
+            for _ in range(per_worker):
+                t.tier.update(key, plus_one)
+
+        await _in_threads(workers, thread_work)
+    got = _count_of(t, await t.get(key))
+    if got != total:
+        raise _fail(f"{total} concurrent increments through update left {got}: {total - got} lost")
 
 
 # -- running -----------------------------------------------------------------------------

@@ -25,6 +25,7 @@ import cachetools
 from .._core.clock import Clock, SystemClock
 from .._core.entry import CacheEntry
 from .._core.policy import InsertOutcome
+from .._core.tier import Change
 
 POLICIES = ("lru", "lfu", "fifo", "rr")
 READ_BUFFER = 1024
@@ -150,45 +151,66 @@ class MemoryTier:
     def insert(self, key: Hashable, entry: CacheEntry[Any]) -> InsertOutcome:
         events: list[tuple[str, Hashable]] = []
         with self._lock:
-            self._replay_reads()
-            if self._now is not None and self._now() >= self._next_sweep:
-                self._maybe_sweep(events)
-            data = self._data
-            if isinstance(data, _Reporting):
-                try:
-                    data[key] = entry
-                except ValueError:  # heavier than the whole tier
-                    return InsertOutcome.REJECTED
-                events.extend(("eviction", k) for k in data.drain())
-            elif self.max_size is not None:
-                weight = float(self._getsizeof(entry)) if self._getsizeof else 1.0
-                if weight > self.max_size:
-                    return InsertOutcome.REJECTED
-                old = data.pop(key, None)
-                if old is not None:
-                    self._weight -= self._weigh(old)
-                while data and self._weight + weight > self.max_size:
-                    k, v = data.popitem(last=False)
-                    self._weight -= self._weigh(v)
-                    events.append(("eviction", k))
-                data[key] = entry
-                self._weight += weight
-            else:
-                if key in data and isinstance(data, OrderedDict):
-                    data.move_to_end(key)
-                data[key] = entry
-                if self.max_entries is not None and len(data) > self.max_entries:
-                    k, _ = data.popitem(last=False)
-                    events.append(("eviction", k))
+            outcome = self._put(key, entry, events)
         if events:
             self._emit(events)
+        return outcome
+
+    def _put(self, key: Hashable, entry: CacheEntry[Any], events: list[tuple[str, Hashable]]) -> InsertOutcome:
+        """Store ``entry`` (the caller holds the lock), evicting as the bound requires."""
+        self._replay_reads()
+        if self._now is not None and self._now() >= self._next_sweep:
+            self._maybe_sweep(events)
+        data = self._data
+        if isinstance(data, _Reporting):
+            try:
+                data[key] = entry
+            except ValueError:  # heavier than the whole tier
+                return InsertOutcome.REJECTED
+            events.extend(("eviction", k) for k in data.drain())
+        elif self.max_size is not None:
+            weight = float(self._getsizeof(entry)) if self._getsizeof else 1.0
+            if weight > self.max_size:
+                return InsertOutcome.REJECTED
+            self._pop(key)
+            while data and self._weight + weight > self.max_size:
+                k, v = data.popitem(last=False)
+                self._weight -= self._weigh(v)
+                events.append(("eviction", k))
+            data[key] = entry
+            self._weight += weight
+        else:
+            if key in data and isinstance(data, OrderedDict):
+                data.move_to_end(key)
+            data[key] = entry
+            if self.max_entries is not None and len(data) > self.max_entries:
+                k, _ = data.popitem(last=False)
+                events.append(("eviction", k))
         return InsertOutcome.ACCEPTED
+
+    def update(self, key: Hashable, change: Change) -> Any:
+        """Apply ``change`` to the entry of ``key`` under the tier's lock (the atomic step
+        of ``_core/tier.py``); its result."""
+        events: list[tuple[str, Hashable]] = []
+        with self._lock:
+            new, result = change(self._data.get(key))
+            if new is None:
+                self._pop(key)
+            elif isinstance(new, CacheEntry):  # else KEEP
+                self._put(key, new, events)
+        if events:
+            self._emit(events)
+        return result
 
     def invalidate(self, key: Hashable) -> None:
         with self._lock:
-            old = self._data.pop(key, None)
-            if old is not None and self.max_size is not None and not isinstance(self._data, _Reporting):
-                self._weight -= self._weigh(old)
+            self._pop(key)
+
+    def _pop(self, key: Hashable) -> None:
+        """Remove ``key`` if present (the caller holds the lock), keeping the weight right."""
+        old = self._data.pop(key, None)
+        if old is not None and self.max_size is not None and not isinstance(self._data, _Reporting):
+            self._weight -= self._weigh(old)
 
     def clear(self) -> None:
         with self._lock:

@@ -32,6 +32,11 @@ Design (the why behind the shape):
    anyio worker threads. The check is one ``asyncio.get_running_loop()`` call per
    operation (about 50 ns); both clients are created lazily from the URL, so a tier
    used only on trio never opens an asyncio connection and vice versa.
+6. **``update`` is optimistic**: ``WATCH`` the key, ``GET`` it, run the change, then
+   ``MULTI`` / ``SET PX`` or ``DEL`` / ``EXEC``; a write by anyone else in between
+   fails the ``EXEC`` and the step is tried again (the change is pure). No lock is held
+   on the server and a ``KEEP`` costs one ``GET``. On a cluster this needs redis-py's
+   transactional cluster pipelines (6.2+); without them ``update`` is unsupported.
 """
 
 from __future__ import annotations
@@ -46,8 +51,9 @@ import anyio.to_thread
 
 from .._core.clock import Clock
 from .._core.entry import CacheEntry, check_stamps
-from .._core.errors import DecodeError, TierError
+from .._core.errors import DecodeError, TierError, UnsupportedError
 from .._core.policy import InsertOutcome
+from .._core.tier import Change
 from ._redis_probe import PROBE_TIMEOUT, address, ping, ping_async
 
 try:  # redis is an optional dependency: `pip install 'cachet[redis]'`
@@ -105,6 +111,16 @@ def decode_row(raw: bytes) -> tuple[bytes, float | None, float | None]:
     row = raw[_HEADER_SIZE:], at if flags & _HAS_AT else None, ttl if flags & _HAS_TTL else None
     check_stamps(row[1], row[2])
     return row
+
+
+def _stored(raw: bytes | None) -> CacheEntry[bytes] | None:
+    """The entry ``update`` hands to its change: ``None`` when absent or not ours (as ``get``)."""
+    if raw is None:
+        return None
+    try:
+        return CacheEntry(*decode_row(raw))
+    except DecodeError:
+        return None
 
 
 def _escape_glob(text: bytes) -> bytes:
@@ -276,6 +292,7 @@ class RedisTier:
     # -- shared helpers ----------------------------------------------------------------
 
     _owns = False
+    _cluster = False
 
     def bind_cache(self, *, clock: Clock | None = None, ttl: float | None = None,
                    name: str | None = None) -> None:
@@ -305,6 +322,29 @@ class RedisTier:
             life = min(ttl, at + ttl - clock.now())
         # +1 ms: Redis expires at the millisecond, the core counts "equal" as fresh.
         return max(1, math.ceil((life + self.expiry_slack) * 1000) + 1)
+
+    def _queue(self, pipe: Any, k: bytes, new: Any) -> bool:
+        """Queue ``update``'s write of ``new`` (an entry, or ``None``: remove) as a
+        ``MULTI`` block on ``pipe``; ``False`` for ``KEEP``, which writes nothing."""
+        if new is None:
+            pipe.multi()
+            pipe.delete(k)  # not unlink: a redis.asyncio cluster pipeline's is a coroutine
+        elif isinstance(new, CacheEntry):
+            record = encode_record(new)  # a TypeError here leaves nothing queued
+            pipe.multi()
+            pipe.set(k, record, px=self._expiry_ms(new))
+        else:
+            return False
+        return True
+
+    def _check_watch(self, module: Any) -> None:
+        """Refuse ``update`` on a cluster client whose redis-py (``module``) has no
+        transactional cluster pipeline: without ``WATCH`` it could not be atomic."""
+        if self._cluster and not hasattr(module, "TransactionStrategy"):
+            raise UnsupportedError(
+                f"redis tier {self.name!r}: update on a Redis Cluster needs WATCH in cluster "
+                f"pipelines (redis-py 6.2 or later); this redis-py has none"
+            )
 
     def _error(self, op: str, exc: BaseException) -> TierError:
         err = TierError(self.name, op, f"redis tier {self.name!r} failed during {op}: {exc!r}")
@@ -362,6 +402,32 @@ class SyncRedisTier(RedisTier):
         except _errors() as exc:
             raise self._error("insert", exc) from exc
         return InsertOutcome.ACCEPTED
+
+    def update(self, key: bytes, change: Change) -> Any:
+        """Apply ``change`` to the entry of ``key`` atomically (``_core/tier.py``): ``WATCH``,
+        ``GET``, then a ``MULTI``/``EXEC`` write that fails, and is retried, if anyone else
+        wrote the key in between. Returns ``change``'s result; its errors pass unchanged."""
+        self._check_watch(redis.cluster)
+        k = self._prefix + key
+        in_change = False
+        try:
+            with self._client.pipeline(transaction=True) as pipe:  # its exit UNWATCHes
+                while True:
+                    pipe.watch(k)
+                    raw = pipe.get(k)  # in watch mode: runs at once
+                    in_change = True
+                    new, result = change(_stored(raw))
+                    in_change = False
+                    try:
+                        if self._queue(pipe, k, new):
+                            pipe.execute()
+                        return result
+                    except redis.WatchError:
+                        continue  # written under us: read again
+        except _errors() as exc:
+            if in_change:  # the change's own error, not the tier's
+                raise
+            raise self._error("update", exc) from exc
 
     def invalidate(self, key: bytes) -> None:
         """Remove ``key`` (``UNLINK``)."""
@@ -476,6 +542,7 @@ class AsyncRedisTier(RedisTier):
         self._aget: Any = None
         self._aset: Any = None
         self._adirect: Any = None
+        self._updating: asyncio.Semaphore | None = None  # see _update_slots
         if client is not None:
             self._bind_async(client, owned=False)
 
@@ -579,6 +646,44 @@ class AsyncRedisTier(RedisTier):
         except _errors() as exc:
             raise self._error("insert", exc) from exc
         return InsertOutcome.ACCEPTED
+
+    async def update(self, key: bytes, change: Change) -> Any:
+        """As :meth:`SyncRedisTier.update` (optimistic ``WATCH``, retried on a conflict), on
+        the asyncio client, or in a worker thread on trio."""
+        if self._loop_or_none() is None:
+            return await self._in_thread("update", key, change)
+        self._check_watch(redis.asyncio.cluster)
+        k = self._prefix + key
+        in_change = False
+        try:
+            async with self._update_slots(), self._client.pipeline(transaction=True) as pipe:
+                while True:
+                    await pipe.watch(k)
+                    raw = await pipe.get(k)
+                    in_change = True
+                    new, result = change(_stored(raw))
+                    in_change = False
+                    try:
+                        if self._queue(pipe, k, new):
+                            await pipe.execute()
+                        return result
+                    except redis.WatchError:
+                        continue
+        except _errors() as exc:
+            if in_change:
+                raise
+            raise self._error("update", exc) from exc
+
+    def _update_slots(self) -> asyncio.Semaphore:
+        """An update holds a connection from ``WATCH`` to ``EXEC``, and redis.asyncio's
+        pool raises ``MaxConnectionsError`` rather than wait when it runs out: at most half
+        the pool updates at once, and the others wait their turn here."""
+        slots = self._updating
+        if slots is None:
+            pool = getattr(self._client, "connection_pool", None)
+            most = min(int(getattr(pool, "max_connections", None) or 100), 1 << 16)
+            slots = self._updating = asyncio.Semaphore(max(1, most // 2))
+        return slots
 
     async def invalidate(self, key: bytes) -> None:
         """Remove ``key`` (``UNLINK``)."""

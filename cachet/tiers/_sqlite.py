@@ -38,6 +38,7 @@ from .._core.clock import Clock, SystemClock
 from .._core.entry import CacheEntry, check_stamps
 from .._core.errors import DecodeError, TierError
 from .._core.policy import InsertOutcome
+from .._core.tier import Change
 
 T = TypeVar("T")
 
@@ -57,6 +58,8 @@ _PUT = (
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
 _DEL = f"DELETE FROM {TABLE} WHERE namespace = ? AND key = ?"
+# update's transaction: the write lock taken before the read, so no writer comes between.
+_BEGIN = "BEGIN IMMEDIATE"
 _CLEAR = f"DELETE FROM {TABLE} WHERE namespace = ?"
 _COUNT = f"SELECT COUNT(*) FROM {TABLE} WHERE namespace = ?"
 _SWEEP = f"DELETE FROM {TABLE} WHERE namespace = ? AND expires_at IS NOT NULL AND expires_at < ?"
@@ -201,17 +204,43 @@ class SQLiteTier:
         """Store ``entry`` (its value must be ``bytes``) under ``key``, replacing any row."""
         if type(key) is not bytes:
             raise _not_bytes("key", key)
-        value = entry.value
-        if not isinstance(value, bytes):
-            raise _not_bytes("value", value)
-        cached_at, ttl = entry.cached_at, entry.ttl
-        eff = ttl if ttl is not None else self.ttl
-        expires_at = None if eff is None else (cached_at + eff if cached_at is not None else float("-inf"))
-        self._run("insert", _PUT, (self.namespace, key, value, cached_at, ttl, expires_at))
-        self._writes += 1
-        if self._writes % self._check_every == 0 or self._now() >= self._next_sweep:
-            self._maintain()
+        self._run("insert", _PUT, self._put_args(key, entry))
+        self._wrote()
         return InsertOutcome.ACCEPTED
+
+    def update(self, key: bytes, change: Change) -> Any:
+        """Apply ``change`` to ``key``'s row (the atomic step of ``_core/tier.py``); its result.
+
+        Read, ``change`` and write run in one ``BEGIN IMMEDIATE`` transaction, so no other
+        writer of the file (thread, tier or process) slips in between; waiting for it is
+        bounded by the busy timeout. If anything raises, the transaction is rolled back.
+        """
+        if type(key) is not bytes:
+            raise _not_bytes("key", key)
+        args = (self.namespace, key)
+        conn = self._take("update")
+        try:
+            conn.execute(_BEGIN)
+            new, result = change(_stored(conn.execute(_GET, args).fetchone()))
+            if new is None:
+                conn.execute(_DEL, args)
+            elif isinstance(new, CacheEntry):  # else KEEP
+                conn.execute(_PUT, self._put_args(key, new))
+            conn.execute("COMMIT")
+        except BaseException as exc:
+            if conn.in_transaction:
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+            if isinstance(exc, sqlite3.Error):
+                raise self._error("update", exc) from exc
+            raise
+        finally:
+            self._give(conn)
+        if isinstance(new, CacheEntry):
+            self._wrote()
+        return result
 
     def invalidate(self, key: bytes) -> None:
         """Remove ``key``'s row, if any."""
@@ -238,6 +267,22 @@ class SQLiteTier:
         now = self._now()
         self._next_sweep = now + self.sweep_interval
         return self._run("sweep", _SWEEP, (self.namespace, now))
+
+    def _put_args(self, key: bytes, entry: CacheEntry[bytes]) -> tuple[Any, ...]:
+        """``_PUT``'s parameters for ``entry``: ``expires_at`` from its ttl, else the tier's."""
+        value = entry.value
+        if not isinstance(value, bytes):
+            raise _not_bytes("value", value)
+        cached_at, ttl = entry.cached_at, entry.ttl
+        eff = ttl if ttl is not None else self.ttl
+        expires_at = None if eff is None else (cached_at + eff if cached_at is not None else float("-inf"))
+        return (self.namespace, key, value, cached_at, ttl, expires_at)
+
+    def _wrote(self) -> None:
+        """After a write: sweep and bound the namespace when due (rule 4)."""
+        self._writes += 1
+        if self._writes % self._check_every == 0 or self._now() >= self._next_sweep:
+            self._maintain()
 
     def _maintain(self) -> None:
         if self._now() >= self._next_sweep:
@@ -375,6 +420,17 @@ class SQLiteTier:
         else:
             why = text
         return TierError(self.name, op, f"tier {self.name!r} ({self.path}) failed during {op}: {why}: {exc!r}")
+
+
+def _stored(row: tuple[bytes, float | None, float | None] | None) -> CacheEntry[bytes] | None:
+    """The entry of a row as stored, expired or not; ``None`` for none or damaged stamps."""
+    if row is None:
+        return None
+    try:
+        check_stamps(row[1], row[2])
+    except DecodeError:
+        return None
+    return CacheEntry(*row)
 
 
 def _not_bytes(what: str, obj: object) -> TypeError:

@@ -33,12 +33,21 @@ class DictTier:
     def clear(self) -> None:
         self.data.clear()
 
+    def update(self, key: Hashable, change: Any) -> Any:
+        new, result = change(self.data.get(key))
+        if new is None:
+            self.data.pop(key, None)
+        elif isinstance(new, CacheEntry):
+            self.data[key] = new
+        return result
+
 
 def make_core(clock: ManualClock, ttls: list[float | None], *, ttr: float | None = None,
               stampede: bool = True, handoff: bool = False) -> tuple[Core, list[DictTier]]:
     """A core over ``len(ttls)`` dict tiers (the first with ``ttr``), signals as threading.Event."""
     tiers = [DictTier() for _ in ttls]
-    levels = [Level(name=f"l{i + 1}", tier=t, ops=(t.get, t.insert, t.invalidate, t.clear), length=None,
+    levels = [Level(name=f"l{i + 1}", tier=t, ops=(t.get, t.insert, t.invalidate, t.clear, t.update),
+                    length=None,
                     ttl=ttl, ttr=ttr if i == 0 else None, policy=InsertPolicy.always(),
                     expiration=ExpirationPolicy.lazy(), index=i,
                     inline=t.inline if i == 0 else None, direct=False)
