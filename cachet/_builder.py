@@ -29,7 +29,7 @@ from ._core.tier import AsyncTier, Tier
 from .middleware import BreakerState, CircuitBreaker
 from .serialize import encoded_tier
 from .service import ServiceAdapter, as_service
-from .tiers._memory import MemoryTier, check_memory_args
+from .tiers._memory import CopyingMemoryTier, MemoryTier, check_memory_args
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -104,16 +104,22 @@ class BuilderBase(Generic[K, V]):
         policy: str = "lru",
         max_size: float | None = None,
         getsizeof: Callable[[CacheEntry[Any]], float] | None = None,
+        cull: float | None = None,
+        copy: bool = False,
     ) -> B:
-        """An in-process tier (lru, lfu, fifo or rr), bounded by count or by weight."""
+        """An in-process tier (lru, lfu, fifo or rr), bounded by count or by weight.
+        ``cull``: an insert past ``max_entries`` evicts that fraction of it, oldest first
+        (Django's ``CULL_FREQUENCY``), not one entry. ``copy``: keep pickled copies of
+        the values (:class:`~cachet.tiers.CopyingMemoryTier`)."""
         try:
-            check_memory_args(max_entries, policy, max_size, getsizeof)
+            check_memory_args(max_entries, policy, max_size, getsizeof, cull)
         except (TypeError, ValueError) as exc:
             self._problems.append(str(exc))
+        kind = CopyingMemoryTier if copy else MemoryTier
 
         def make(clock: Clock, ttl: float | None, grace: float) -> MemoryTier:
-            return MemoryTier(max_entries, policy=policy, max_size=max_size,
-                              getsizeof=getsizeof, clock=clock, ttl=ttl, grace=grace)
+            return kind(max_entries, policy=policy, max_size=max_size, getsizeof=getsizeof,
+                        clock=clock, ttl=ttl, grace=grace, cull=cull)
 
         return self._set_storage("memory", make)
 

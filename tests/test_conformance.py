@@ -44,6 +44,13 @@ class TestBoundedMemoryTier(TierContract):
         return MemoryTier(10_000, policy="lfu")
 
 
+class TestCopyingMemoryTier(TierContract):
+    def make_tier(self) -> Any:
+        from cachet.tiers import CopyingMemoryTier
+
+        return CopyingMemoryTier(10_000)
+
+
 class TestMockTier(TierContract):
     backend = "trio"
 

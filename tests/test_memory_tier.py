@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
-from cachet import Cache, CacheEntry, InsertOutcome
+from cachet import Cache, CacheEntry, InsertOutcome, SerializationError
 from cachet.testing import ManualClock
 from cachet.tiers import MemoryTier
 
@@ -194,3 +196,64 @@ def test_hits_racing_removals_from_another_thread_never_fail() -> None:
         t.join(30)
     assert not errors and not t.is_alive()
     assert cache.len() <= 8
+
+
+# -- cull and copy (the framework backends' memory tier) ------------------------------------
+
+
+@pytest.mark.parametrize(("cull", "left"), [(1 / 3, 29), (0.5, 19), (1.0, 19)])
+def test_cull_evicts_that_fraction_of_max_entries_at_once(cull, left) -> None:
+    tier = MemoryTier(30, cull=cull)
+    for i in range(1, 50):
+        tier.insert(i, CacheEntry(i))
+    assert len(tier) == left  # Django's LocMemCache culls to the same count
+    assert tier.get(49) is not None  # the newest survives a cull of everything
+    survivors = sorted(k for k in range(1, 50) if tier.get(k) is not None)
+    assert survivors == list(range(50 - left, 50))  # the oldest went first
+
+
+def test_cull_goes_through_update_too() -> None:
+    tier = MemoryTier(3, cull=1.0)
+    for i in range(3):
+        tier.insert(i, CacheEntry(i))
+    tier.update("new", lambda stored: (CacheEntry("v"), None))
+    assert len(tier) == 1 and tier.get("new") is not None
+
+
+@pytest.mark.parametrize(("kw", "message"), [
+    ({"cull": 0}, "cull must be"), ({"cull": 1.5}, "cull must be"), ({"cull": True}, "cull must be"),
+    ({"cull": 0.5, "max_entries": None}, "needs max_entries"),
+    ({"cull": 0.5, "policy": "lfu"}, "lru or fifo"),
+])
+def test_bad_cull_is_refused(kw, message) -> None:
+    args = {"max_entries": 10, **kw}
+    with pytest.raises(ValueError, match=message):
+        MemoryTier(args.pop("max_entries"), **args)
+    with pytest.raises(ValueError, match=message):
+        Cache.builder().memory(**{"max_entries": 10, **kw}).build()
+
+
+def test_a_copying_tier_keeps_its_own_copy() -> None:
+    cache = Cache.builder().memory(10, copy=True).build()
+    value = {"items": [1]}
+    cache.insert("k", value)
+    value["items"].append(2)  # changed after insert
+    got = cache.get("k").value
+    assert got == {"items": [1]}
+    got["items"].append(3)  # changed after get
+    assert cache.get("k").value == {"items": [1]}
+    assert cache.add("n", 1) and cache.incr("n") == 2  # the atomic step sees copies too
+
+
+def test_a_value_that_cannot_be_copied_is_refused_and_not_stored() -> None:
+    import pickle
+
+    class Unpicklable:
+        def __getstate__(self) -> Any:
+            raise pickle.PickleError("not this one")
+
+    cache = Cache.builder().memory(10, copy=True).build()
+    with pytest.raises(SerializationError) as info:
+        cache.insert("k", Unpicklable())
+    assert isinstance(info.value.__cause__, pickle.PickleError)
+    assert cache.get("k") is None

@@ -651,3 +651,20 @@ def test_no_warning_for_a_store_only_its_owner_can_write(tmp_path) -> None:
 
     Cache.builder().sqlite(str(tmp_path / "mine.db")).build()  # tmp_path is 0o700
     Cache.builder().sqlite(":memory:").build()
+
+
+@pytest.mark.parametrize(("cull", "left"), [(1 / 3, 29), (1.0, 19)])
+def test_cull_evicts_that_fraction_of_max_entries_on_the_write_past_it(tmp_path, cull, left) -> None:
+    tier = SQLiteTier(tmp_path / "cull.db", max_entries=30, cull=cull)
+    for i in range(1, 50):
+        tier.insert(b"k%d" % i, CacheEntry(b"v", cached_at=0.0))
+    assert tier.len() == left  # as Django's LocMemCache and DatabaseCache count
+    assert [i for i in range(1, 50) if tier.get(b"k%d" % i) is not None] == list(range(50 - left, 50))
+    tier.close()
+
+
+def test_cull_needs_max_entries_and_a_fraction(tmp_path) -> None:
+    with pytest.raises(ValueError, match="cull must be"):
+        SQLiteTier(tmp_path / "c.db", cull=0.5)
+    with pytest.raises(ValueError, match="cull must be"):
+        SQLiteTier(tmp_path / "c.db", max_entries=10, cull=0)

@@ -14,6 +14,8 @@ ttl over tier ttl), in a sweep at most once per tier ttl, so hits never pay for 
 
 from __future__ import annotations
 
+import math
+import pickle
 import threading
 import time
 from collections import OrderedDict, deque
@@ -23,7 +25,8 @@ from typing import Any
 import cachetools
 
 from .._core.clock import Clock, SystemClock
-from .._core.entry import CacheEntry
+from .._core.entry import CacheEntry, new_entry
+from .._core.errors import SerializationError
 from .._core.policy import InsertOutcome
 from .._core.tier import Change
 
@@ -57,8 +60,9 @@ class MemoryTier:
         clock: Clock | None = None,
         ttl: float | None = None,
         grace: float = 0.0,
+        cull: float | None = None,
     ) -> None:
-        check_memory_args(max_entries, policy, max_size, getsizeof)
+        check_memory_args(max_entries, policy, max_size, getsizeof, cull)
         self.policy = policy
         self.max_entries = max_entries
         self.max_size = max_size
@@ -69,6 +73,9 @@ class MemoryTier:
         self._grace = grace  # expired entries are kept this much longer (fail-safe)
         self._next_sweep = float("-inf")
         self._weight = 0.0
+        # How many of the oldest entries an insert past max_entries evicts (``cull``: that
+        # fraction of max_entries, as Django's CULL_FREQUENCY; else one).
+        self._cull = 1 if cull is None or max_entries is None else max(1, math.floor(max_entries * cull + 1e-9))
         self.listener: Listener | None = None
         # (row, index): where evictions are counted, by an increment instead of a listener
         # call (a full L1 evicts on every insert). Set by the builder when no telemetry listens.
@@ -89,7 +96,7 @@ class MemoryTier:
         # A subclass that overrides get or insert is called as written: no inline reads
         # around it, no specialised insert over it.
         mine = type(self).get is MemoryTier.get and type(self).insert is MemoryTier.insert
-        if mine and max_size is None and not isinstance(self._data, _Reporting):
+        if mine and max_size is None and cull is None and not isinstance(self._data, _Reporting):
             self.insert = self._insert_counted  # type: ignore[method-assign]
         # What the core's hit path reads directly: (lock, mapping, LRU touch or None).
         self.inline: tuple[Any, Any, Any] | None = (self._lock, self._data, touch) if mine else None
@@ -184,8 +191,9 @@ class MemoryTier:
                 data.move_to_end(key)
             data[key] = entry
             if self.max_entries is not None and len(data) > self.max_entries:
-                k, _ = data.popitem(last=False)
-                events.append(("eviction", k))
+                for _ in range(min(self._cull, len(data) - 1)):  # the new entry stays
+                    k, _ = data.popitem(last=False)
+                    events.append(("eviction", k))
         return InsertOutcome.ACCEPTED
 
     def update(self, key: Hashable, change: Change) -> Any:
@@ -277,6 +285,43 @@ class MemoryTier:
         return f"MemoryTier(max_entries={self.max_entries}, policy={self.policy!r})"
 
 
+class CopyingMemoryTier(MemoryTier):
+    """A memory tier that keeps a pickled copy of each value, so that changing a value
+    after ``insert`` (or after ``get``) does not change what the cache holds, as Django's
+    ``LocMemCache`` promises. Each read unpickles; ``getsizeof`` weighs the stored copy.
+    A value that cannot be pickled raises ``SerializationError`` (its cause the pickling
+    error) and is not stored. What ``.memory(..., copy=True)`` builds."""
+
+    def get(self, key: Hashable) -> CacheEntry[Any] | None:
+        entry = super().get(key)
+        return None if entry is None else _thawed(entry)
+
+    def insert(self, key: Hashable, entry: CacheEntry[Any]) -> InsertOutcome:
+        return super().insert(key, _frozen(entry))
+
+    def update(self, key: Hashable, change: Change) -> Any:
+        def on_copies(stored: CacheEntry[Any] | None) -> tuple[Any, Any]:
+            new, result = change(None if stored is None else _thawed(stored))
+            return (_frozen(new) if isinstance(new, CacheEntry) else new), result
+
+        return super().update(key, on_copies)
+
+    def __repr__(self) -> str:
+        return f"CopyingMemoryTier(max_entries={self.max_entries}, policy={self.policy!r})"
+
+
+def _frozen(entry: CacheEntry[Any]) -> CacheEntry[bytes]:
+    try:
+        data = pickle.dumps(entry.value, pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:  # PicklingError, or whatever the value's __reduce__ raised
+        raise SerializationError(f"cannot copy a {type(entry.value).__name__} into the cache: {exc}") from exc
+    return new_entry(data, entry.cached_at, entry.ttl)
+
+
+def _thawed(entry: CacheEntry[bytes]) -> CacheEntry[Any]:
+    return new_entry(pickle.loads(entry.value), entry.cached_at, entry.ttl)
+
+
 class _Reporting:
     """A cachetools cache whose evictions are recorded, so the tier can report them."""
 
@@ -309,9 +354,15 @@ class _Reporting:
 
 
 def check_memory_args(
-    max_entries: int | None, policy: str, max_size: float | None, getsizeof: Any
+    max_entries: int | None, policy: str, max_size: float | None, getsizeof: Any,
+    cull: float | None = None,
 ) -> None:
     """Raise ``ValueError`` / ``TypeError`` for a memory tier that cannot work as asked."""
+    if cull is not None:
+        if isinstance(cull, bool) or not isinstance(cull, int | float) or not 0 < cull <= 1:
+            raise ValueError(f"cull must be a fraction of max_entries in (0, 1]; got {cull!r}")
+        if max_entries is None or policy not in ("lru", "fifo"):
+            raise ValueError("cull= needs max_entries= and the lru or fifo policy")
     if policy not in POLICIES:
         raise ValueError(f"memory policy must be one of {', '.join(POLICIES)}; got {policy!r}")
     if max_entries is not None:

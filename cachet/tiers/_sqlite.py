@@ -25,6 +25,7 @@ Rules:
 from __future__ import annotations
 
 import collections
+import math
 import os
 import sqlite3
 import threading
@@ -87,7 +88,9 @@ class SQLiteTier:
     ``path`` is a file (created if missing) or ``":memory:"`` (private to this tier).
     ``namespace`` separates caches sharing one file: ``clear()`` and ``len()`` see only
     their own namespace. ``timeout`` bounds every wait for a lock, in seconds.
-    ``max_entries`` bounds the namespace's rows (oldest written are evicted first).
+    ``max_entries`` bounds the namespace's rows (oldest written are evicted first); with
+    ``cull``, a write past the bound evicts that fraction of ``max_entries`` at once
+    (Django's ``CULL_FREQUENCY``), checked on every write.
     Expired rows are swept by writes at most every ``sweep_interval`` seconds.
 
     The builder's ``.sqlite(path, **kw)`` creates one, passes the cache's clock and the
@@ -113,6 +116,7 @@ class SQLiteTier:
         timeout: float = 5.0,
         max_entries: int | None = None,
         sweep_interval: float = 60.0,
+        cull: float | None = None,
         clock: Clock | None = None,
         ttl: float | None = None,
         name: str = "sqlite",
@@ -124,6 +128,9 @@ class SQLiteTier:
         if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int)
                                         or max_entries <= 0):
             raise ValueError(f"max_entries must be an int >= 1 (or None for unbounded); got {max_entries!r}")
+        if cull is not None and (max_entries is None or isinstance(cull, bool)
+                                 or not isinstance(cull, int | float) or not 0 < cull <= 1):
+            raise ValueError(f"cull must be a fraction in (0, 1] of max_entries (which it needs); got {cull!r}")
         if not sweep_interval > 0:
             raise ValueError(f"sweep_interval must be > 0 seconds; got {sweep_interval!r}")
         if ttl is not None and not ttl > 0:
@@ -147,7 +154,9 @@ class SQLiteTier:
         self._closed = False
         self._next_sweep = float("-inf")
         self._writes = 0
-        self._check_every = 1 if max_entries is None else max(1, min(100, max_entries // 20))
+        self._check_every = 1 if max_entries is None or cull is not None else max(1, min(100, max_entries // 20))
+        # Rows a write past max_entries evicts at the least (cull's fraction; else the excess).
+        self._cull = 0 if cull is None or max_entries is None else max(1, math.floor(max_entries * cull + 1e-9))
         _live.add(self)
 
     def _set_clock(self, clock: Clock | None) -> None:
@@ -288,9 +297,10 @@ class SQLiteTier:
         if self._now() >= self._next_sweep:
             self.sweep()
         if self.max_entries is not None:
-            excess = self.len() - self.max_entries
-            if excess > 0:
-                self._run("evict", _EVICT, (self.namespace, excess))
+            rows = self.len()
+            excess = rows - self.max_entries
+            if excess > 0:  # the newest row (this write's) stays
+                self._run("evict", _EVICT, (self.namespace, min(max(excess, self._cull), rows - 1)))
 
     def close(self) -> None:
         """Close every connection; later operations raise ``TierError``. Idempotent."""
