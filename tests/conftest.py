@@ -9,6 +9,10 @@ from cachet.testing import ManualClock
 from .frontends import Frontend
 from .redis_server import RedisServer, running_server
 
+# Run inside Django's and Flask-Caching's own test trees (test_django_suite.py,
+# test_flask_suite.py), not collected here.
+collect_ignore = ["django_suite", "flask_suite"]
+
 
 @pytest.fixture(params=["sync", "asyncio", "trio"])
 def frontend(request: pytest.FixtureRequest) -> Frontend:

@@ -6,9 +6,8 @@ skipped."""
 import os
 import uuid
 
-from django.test import TestCase, override_settings
-
 from cache.tests import BaseCacheTests, caches_setting_for_tests
+from django.test import TestCase, override_settings
 
 BACKEND = "cachet.integrations.django.CachetCache"
 RUN = uuid.uuid4().hex[:8]  # each run its own SQLite file and Redis namespace
