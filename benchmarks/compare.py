@@ -41,7 +41,7 @@ HIT_TABLES = ["sync_hit", "asyncio_hit", "trio_hit", "sync_decorator", "asyncio_
 # per hit, which under callgrind would take longer than the whole timed run)
 COUNTED = ["sync_hit", "sync_decorator", "trio_hit", "trio_decorator"]
 ALL_TABLES = [*HIT_TABLES, "sync_miss", "asyncio_miss", "trio_miss", "stampede_threads", "stampede_asyncio",
-              "stampede_trio", "redis", "memory"]
+              "stampede_trio", "redis", "memory", "frameworks", "frameworks_redis"]
 KIND = {"floor": "floor", "cachet": "cachet", "python": "pure Python", "hybrid": "Python + Rust policy core",
         "native": "C / Rust", "disk": "pure Python, on disk"}
 
@@ -109,6 +109,14 @@ def child(table: str, quick: bool) -> Any:
         rounds, ops = (2, 200) if quick else (21, 2_000)
         return {"rounds": rounds, "ops": ops, "results": peers_redis.redis_tables(rounds, ops),
                 "settings": peers_redis.REDIS_SETTINGS}
+    if table.startswith("frameworks"):  # each in its own process: Django's settings are set once
+        import peers_frameworks
+
+        if table == "frameworks":
+            return peers_frameworks.hits(*((2, 2_000) if quick else (15, 20_000)))
+        rounds, ops = (2, 200) if quick else (15, 1_000)
+        return {"rounds": rounds, "ops": ops, "results": peers_frameworks.l2_hits(rounds, ops),
+                "settings": peers_frameworks.L2_SETTINGS}
     if table.startswith("memory:"):
         import peers_redis
 
@@ -259,6 +267,8 @@ TITLES = {
     "stampede_threads": "Stampede: 32 threads, one cold key, 50 ms loader",
     "stampede_asyncio": "Stampede: 200 asyncio tasks, one cold key, 50 ms loader",
     "stampede_trio": "Stampede: 200 trio tasks, one cold key, 50 ms loader",
+    "django_hit": "Django backend: an in-process hit, `cache.get(k)`",
+    "flask_hit": "Flask-Caching backend: an in-process hit, `cache.get(k)`",
 }
 
 
@@ -327,6 +337,19 @@ def render_memory(res: dict[str, Any]) -> list[str]:
         kind = peers_redis.MEMORY_CASES[name][0]
         lines.append(f"| {name} | {KIND[kind]} | {r['traced']:.0f} | {r['traced'] / ref:.2f} | {r['rss']:.0f} |")
     lines += ["", "Settings:", ""] + [f"- **{k}**: {v[1]}" for k, v in peers_redis.MEMORY_CASES.items()]
+    return lines
+
+
+def render_framework_redis(res: dict[str, Any]) -> list[str]:
+    """The framework backends against the frameworks' own Redis backends, memory missing."""
+    med = res["results"]
+    lines = ["## Framework backends: a get served by Redis", "",
+             f"Each library reads what it stored in a local `redis-server`, call by call interleaved, "
+             f"{res['rounds']} rounds x {res['ops']:,} calls per variant.", "",
+             "| case | median ns | x Django RedisCache |", "|---|---:|---:|"]
+    ref = med["Django RedisCache"]
+    lines += [f"| {k} | {_ns(v)} | {v / ref:.2f} |" for k, v in med.items()]
+    lines += ["", "Settings:", ""] + [f"- **{k}**: {v}" for k, v in res["settings"].items()]
     return lines
 
 
@@ -423,6 +446,11 @@ def render(results: dict[str, Any], counted: dict[tuple[str, str], float | None]
             lines += render_redis(res)
         elif t == "memory":
             lines += render_memory(res)
+        elif t == "frameworks":
+            lines += [*render_timed("django_hit", res["django_hit"], {}), ""]
+            lines += render_timed("flask_hit", res["flask_hit"], {})
+        elif t == "frameworks_redis":
+            lines += render_framework_redis(res)
         lines.append("")
     return "\n".join(lines) + NOTES
 

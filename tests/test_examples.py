@@ -22,3 +22,13 @@ def run_example(name: str) -> str:
 def test_same_configuration_serves_asyncio_and_trio(name: str, label: str) -> None:
     out = run_example(name)
     assert out.startswith(f"{label}: 100 requests, 1 load")
+
+
+@pytest.mark.parametrize("name", ["django_app.py", "flask_caching_app.py"])
+def test_framework_apps_load_once_and_count_atomically(name: str) -> None:
+    out = run_example(name)
+    assert out.splitlines() == [
+        "{'id': 7, 'name': 'product 7', 'views': 1}",
+        "{'id': 7, 'name': 'product 7', 'views': 2}",
+        "loads: [7]",
+    ]

@@ -292,6 +292,12 @@ class CopyingMemoryTier(MemoryTier):
     A value that cannot be pickled raises ``SerializationError`` (its cause the pickling
     error) and is not stored. What ``.memory(..., copy=True)`` builds."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # The core's hit reads in place through a view that hands out thawed copies.
+        touch = self._reads.append if self._reads is not None else None
+        self.inline = (self._lock, _Thawing(self._data), touch)
+
     def get(self, key: Hashable) -> CacheEntry[Any] | None:
         entry = super().get(key)
         return None if entry is None else _thawed(entry)
@@ -308,6 +314,19 @@ class CopyingMemoryTier(MemoryTier):
 
     def __repr__(self) -> str:
         return f"CopyingMemoryTier(max_entries={self.max_entries}, policy={self.policy!r})"
+
+
+class _Thawing:
+    """A copying tier's mapping as the hit path reads it: ``get`` gives a thawed copy."""
+
+    __slots__ = ("_get",)
+
+    def __init__(self, data: Any) -> None:
+        self._get = data.get
+
+    def get(self, key: Hashable) -> CacheEntry[Any] | None:
+        entry = self._get(key)
+        return None if entry is None else _thawed(entry)
 
 
 def _frozen(entry: CacheEntry[Any]) -> CacheEntry[bytes]:
