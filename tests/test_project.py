@@ -33,7 +33,7 @@ def test_public_names_are_exported() -> None:
         assert getattr(cachet, name) is not None
     assert not [n for n in dir(cachet) if not n.startswith("_") and n not in cachet.__all__
                 and n not in {"aio", "sync", "tiers", "testing", "telemetry", "service",
-                              "serialize", "middleware", "annotations", "backplane"}]
+                              "serialize", "middleware", "annotations", "backplane", "integrations"}]
 
 
 def test_import_layers_hold() -> None:
