@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
+from pathlib import Path
 from typing import Any
 
 
@@ -43,3 +50,27 @@ def wait_until(predicate: Callable[[], Any], what: str, limit: float = 10.0) -> 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.001)
+
+
+SDIST_CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cachet-tests"
+
+
+def sdist_tests(dist: str, version: str, marker: str) -> Path:
+    """The ``tests/`` folder of ``dist``'s sdist at ``version`` (a framework's own test
+    suite, which its wheel does not ship), fetched from the package index once per
+    machine; ``marker`` is a file in it that says the unpacking finished."""
+    target = SDIST_CACHE / f"{dist}-{version}"
+    if not (target / "tests" / marker).exists():
+        download = SDIST_CACHE / "downloads"
+        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary",
+                        ":all:", "--dest", str(download), f"{dist}=={version}"], check=True, timeout=300)
+        stem = "[-_]".join(re.escape(part) for part in dist.split("-"))
+        name = re.compile(rf"{stem}-{re.escape(version)}\.tar\.gz", re.I)
+        (sdist,) = [p for p in download.glob("*.tar.gz") if name.fullmatch(p.name)]
+        shutil.rmtree(target, ignore_errors=True)
+        with tarfile.open(sdist) as tar:
+            top = tar.getnames()[0].split("/")[0]
+            members = [m for m in tar.getmembers() if m.name.split("/")[1:2] == ["tests"]]
+            tar.extractall(SDIST_CACHE / "unpack", members=members, filter="data")
+        (SDIST_CACHE / "unpack" / top).rename(target)
+    return target / "tests"

@@ -14,38 +14,19 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import django
 
+from .helpers import sdist_tests
 from .redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent / "django_suite"
-CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "cachet-tests"
-
-
-def django_tests() -> Path:
-    """Django's ``tests/`` folder for the installed version, fetched once."""
-    version = django.__version__
-    target = CACHE / f"django-{version}"
-    if not (target / "tests" / "runtests.py").exists():
-        download = CACHE / "downloads"
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                        "--no-binary", ":all:", "--dest", str(download), f"django=={version}"],
-                       check=True, timeout=300)
-        (sdist,) = download.glob(f"[dD]jango-{version}.tar.gz")
-        shutil.rmtree(target, ignore_errors=True)
-        with tarfile.open(sdist) as tar:
-            members = [m for m in tar.getmembers() if m.name.split("/")[1:2] == ["tests"]]
-            tar.extractall(target.parent / "unpack", members=members, filter="data")
-        (target.parent / "unpack" / f"django-{version}").rename(target)
-    return target / "tests"
 
 
 def test_django_base_cache_tests_pass(tmp_path: Path, server: RedisServer) -> None:
-    tests = django_tests()
+    tests = sdist_tests("django", django.__version__, "runtests.py")
     shutil.copy(HERE / "test_cachet.py", tests / "cache" / "test_cachet.py")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "CACHET_DJANGO_TMP": str(tmp_path), "CACHET_REDIS_URL": server.url}

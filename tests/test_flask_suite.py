@@ -13,37 +13,18 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 from importlib.metadata import version
 from pathlib import Path
 
+from .helpers import sdist_tests
 from .redis_server import RedisServer
-from .test_django_suite import CACHE, ROOT
+from .test_django_suite import ROOT
 
 HERE = Path(__file__).resolve().parent / "flask_suite"
 
 
-def flask_caching_tests() -> Path:
-    """Flask-Caching's ``tests/`` folder for the installed version, fetched once."""
-    v = version("flask-caching")
-    target = CACHE / f"flask-caching-{v}"
-    if not (target / "tests" / "test_backend_cache.py").exists():
-        download = CACHE / "downloads"
-        subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
-                        "--no-binary", ":all:", "--dest", str(download), f"flask-caching=={v}"],
-                       check=True, timeout=300)
-        (sdist,) = [p for p in download.glob("*.tar.gz") if re.fullmatch(rf"flask[-_]caching-{re.escape(v)}\.tar\.gz", p.name, re.I)]
-        shutil.rmtree(target, ignore_errors=True)
-        with tarfile.open(sdist) as tar:
-            top = tar.getnames()[0].split("/")[0]
-            members = [m for m in tar.getmembers() if m.name.split("/")[1:2] == ["tests"]]
-            tar.extractall(target.parent / "unpack", members=members, filter="data")
-        (target.parent / "unpack" / top).rename(target)
-    return target / "tests"
-
-
 def test_flask_caching_generic_tests_pass(tmp_path: Path, server: RedisServer) -> None:
-    tests = flask_caching_tests()
+    tests = sdist_tests("flask-caching", version("flask-caching"), "test_backend_cache.py")
     shutil.copy(HERE / "test_cachet.py", tests / "test_cachet.py")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
            "CACHET_REDIS_URL": server.url}
