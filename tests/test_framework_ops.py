@@ -45,7 +45,6 @@ def stack(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
         b = frontend.builder(clock).name("l1")
         return bottom(b.serialize(secret=SECRET) if "redis" in kind else b).build()
 
-    make.kind = kind  # type: ignore[attr-defined]
     return make
 
 
@@ -72,7 +71,7 @@ async def test_add_with_a_ttl_of_zero_or_less_stores_nothing(frontend, clock, st
         assert (await c.get("p")).value == "kept"
 
 
-async def test_add_sees_an_entry_only_the_lower_tier_holds(frontend, clock, tmp_path) -> None:
+async def test_add_sees_an_entry_only_the_lower_tier_holds(frontend, clock) -> None:
     l2 = MockTier.with_data({"k": CacheEntry("below", clock.now())})
     cache = frontend.builder(clock).memory(10).fallback(frontend.builder(clock).storage(l2)).build()
     async with frontend.open(cache) as c:

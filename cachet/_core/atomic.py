@@ -114,7 +114,7 @@ def incrementing(level: Level, now: float, delta: int | float) -> Change:
         if stored is None or not present(level, stored, now):
             return KEEP, MISSING
         value = stored.value
-        if type(value) is bool or not isinstance(value, int | float):
+        if not _is_number(value):
             return KEEP, NotANumber(value)
         total = value + delta
         return CacheEntry(total, stored.cached_at, stored.ttl), total
@@ -135,5 +135,10 @@ def deleting(level: Level, now: float) -> Change:
 
 def check_delta(delta: Any) -> None:
     """``incr``'s ``delta``: an ``int`` or ``float`` (``TypeError`` otherwise)."""
-    if type(delta) is bool or not isinstance(delta, int | float):
+    if not _is_number(delta):
         raise TypeError(f"delta must be an int or float, not {type(delta).__name__}")
+
+
+def _is_number(x: Any) -> bool:
+    """What ``incr`` adds: an ``int`` or ``float``, not a ``bool``."""
+    return type(x) is not bool and isinstance(x, int | float)
