@@ -14,8 +14,9 @@ from typing import Any
 import anyio
 import pytest
 
-from cachet import CacheEntry, InsertOutcome, UnsupportedError
-from cachet.testing import MockTier
+from cachet import CacheEntry, InsertOutcome, TierError, UnsupportedError
+from cachet.service import CircuitOpenError, UpdateRequest
+from cachet.testing import MockTier, MockTierError
 
 pytestmark = pytest.mark.anyio
 
@@ -239,6 +240,30 @@ async def test_a_tier_without_update_says_so(frontend, clock) -> None:
             await c.delete("k")
         await c.insert("k", 1)  # the rest still works
         assert (await c.get_many(["k"]))["k"].value == 1
+
+
+async def test_a_tiers_circuit_breaker_guards_its_updates(frontend, clock) -> None:
+    tier = MockTier()
+    cache = (frontend.builder(clock).name("guarded").storage(tier)
+             .circuit_breaker(failure_threshold=2, window=60, cooldown=5).build())
+    async with frontend.open(cache) as c:
+        await c.insert("n", 1)
+        tier.fail_when(lambda req: isinstance(req, UpdateRequest))
+        for _ in range(2):  # two failed updates open the breaker
+            with pytest.raises(TierError) as failed:
+                await c.incr("n")
+            assert isinstance(failed.value.__cause__, MockTierError)
+        tier.clear_operations()
+        with pytest.raises(TierError) as refused:  # open: refused without reaching the tier
+            await c.add("other", 1)
+        assert isinstance(refused.value.__cause__, CircuitOpenError)
+        assert tier.operations == []
+        assert c.stats()["tiers"]["guarded"]["breaker_opens"] == 1
+        tier.clear_failures()
+        clock.advance(5)  # past the cooldown: the next update probes, succeeds and closes it
+        assert await c.incr("n", 2) == 3
+        assert await c.touch("n", 10) is True
+        assert (await c.get("n")).value == 3
 
 
 # -- atomic under threads and tasks ----------------------------------------------------------
