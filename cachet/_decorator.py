@@ -117,7 +117,7 @@ class CachedBase(Generic[P, R]):
     # The attributes the hit path reads are slots: an instance ``__dict__`` filled by
     # ``functools.update_wrapper`` makes each of its lookups slower (about 90 ns a hit,
     # a quarter of the whole, benchmarks/compare.py's decorator rows).
-    __slots__ = ("__dict__", "__weakref__", "cache", "_prefix", "_nparams")
+    __slots__ = ("__dict__", "__weakref__", "_nparams", "_prefix", "cache")
     cache: Any
     __wrapped__: Callable[..., Any]
     _bound: type[BoundBase[Any, Any, Any]]  # the class of this wrapper bound to an instance

@@ -271,10 +271,10 @@ class _Retry:
             async def retried_async(request: CacheRequest) -> CacheResponse:
                 failures = 0
                 while True:
+                    failures += 1
                     try:
                         return await service(request)  # type: ignore[no-any-return]
                     except Exception as exc:
-                        failures += 1
                         delay = self.next_delay(failures, exc)
                         if delay is None:
                             raise
@@ -289,18 +289,14 @@ class _Retry:
         def retried(request: CacheRequest) -> CacheResponse:
             failures = 0
             while True:
+                failures += 1
                 try:
                     return service(request)  # type: ignore[no-any-return]
                 except Exception as exc:
-                    failures += 1
                     delay = self.next_delay(failures, exc)
                     if delay is None:
                         raise
-                pause = sync_sleep(delay)
-                if inspect.isawaitable(pause):
-                    if inspect.iscoroutine(pause):
-                        pause.close()
-                    raise TypeError("retry(sleep=...) around a sync service must be a plain function")
+                _refuse_awaitable(sync_sleep(delay), "retry(sleep=...) around a sync service")
 
         return retried
 
@@ -465,46 +461,65 @@ class CircuitBreaker:
             async def guarded_async(request: CacheRequest) -> CacheResponse:
                 ticket = self._acquire()
                 if self._probing(ticket):
-                    try:
-                        checked = self._probe()  # type: ignore[misc]
-                        if inspect.isawaitable(checked):
-                            await checked
-                    except BaseException as exc:
-                        self._probed(ticket, exc)  # raises
-                    ticket = self._probed(ticket, None)
-                try:
-                    response: CacheResponse = await service(request)
-                except BaseException as exc:
-                    self._settle(ticket, exc)
-                    raise
-                self._settle(ticket, None)
-                return response
+                    ticket = self._probed(ticket, await _outcome_async(self._probe))  # type: ignore[arg-type]
+                with _Settling(self, ticket):
+                    return await service(request)  # type: ignore[no-any-return]
 
             return guarded_async
 
         def guarded(request: CacheRequest) -> CacheResponse:
             ticket = self._acquire()
             if self._probing(ticket):
-                try:
-                    checked = self._probe()  # type: ignore[misc]
-                    if inspect.isawaitable(checked):  # nothing here would await it
-                        getattr(checked, "close", lambda: None)()
-                        raise TypeError("a sync service's probe must be a plain function, not async")
-                except BaseException as exc:
-                    self._probed(ticket, exc)  # raises
-                ticket = self._probed(ticket, None)
-            try:
-                response: CacheResponse = service(request)
-            except BaseException as exc:
-                self._settle(ticket, exc)
-                raise
-            self._settle(ticket, None)
-            return response
+                ticket = self._probed(ticket, _outcome(self._probe))  # type: ignore[arg-type]
+            with _Settling(self, ticket):
+                return service(request)  # type: ignore[no-any-return]
 
         return guarded
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self.state.name}>"
+
+
+class _Settling:
+    """Around one guarded call: settle its ticket by how the call ended."""
+
+    __slots__ = ("_breaker", "_ticket")
+
+    def __init__(self, breaker: CircuitBreaker, ticket: int) -> None:
+        self._breaker, self._ticket = breaker, ticket
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, exc: BaseException | None, tb: Any) -> None:
+        self._breaker._settle(self._ticket, exc)
+
+
+def _outcome(probe: Callable[[], Any]) -> BaseException | None:
+    """Run a sync service's probe: what it raised, or ``None`` if it passed."""
+    try:
+        _refuse_awaitable(probe(), "a sync service's probe")
+    except BaseException as exc:
+        return exc
+    return None
+
+
+async def _outcome_async(probe: Callable[[], Any]) -> BaseException | None:
+    """Run an async service's probe (awaited if it returns an awaitable)."""
+    try:
+        checked = probe()
+        if inspect.isawaitable(checked):
+            await checked
+    except BaseException as exc:
+        return exc
+    return None
+
+
+def _refuse_awaitable(result: Any, what: str) -> None:
+    """Nothing around a sync service would await ``result``: close it and say so."""
+    if inspect.isawaitable(result):
+        getattr(result, "close", lambda: None)()
+        raise TypeError(f"{what} must be a plain function, not async")
 
 
 def circuit_breaker(

@@ -1,7 +1,9 @@
 """What a core flow asks its frontend to do. Each frontend's driver carries these out.
 
 A flow is a generator that yields one of these and receives the result (or has the
-exception thrown in). The sync driver calls; the aio driver awaits.
+exception thrown in). The sync driver calls; the aio driver awaits. How a flow is
+stepped (send the last result or throw the last error, until it returns) is
+:class:`Steps`, here once: each driver only carries out the effects.
 """
 
 from __future__ import annotations
@@ -83,3 +85,35 @@ class Spawn:
 
 Effect = Call | Fanout | Load | Spawn | Wait
 Flow = Generator[Effect, Any, Any]
+
+
+class Steps:
+    """A flow as its driver sees it: iterate to get each effect it yields; after each,
+    :meth:`reply` with what carrying it out gave or :meth:`fail` with what it raised
+    (thrown into the flow, whose ``finally`` blocks clean up and which re-raises). When
+    the iteration ends, :attr:`value` is what the flow returned."""
+
+    __slots__ = ("_error", "_flow", "_reply", "value")
+
+    def __init__(self, flow: Flow) -> None:
+        self._flow = flow
+        self._reply: Any = None
+        self._error: BaseException | None = None
+        self.value: Any = None
+
+    def __iter__(self) -> Steps:
+        return self
+
+    def __next__(self) -> Effect:
+        error, self._error = self._error, None
+        try:
+            return self._flow.send(self._reply) if error is None else self._flow.throw(error)
+        except StopIteration as stop:
+            self.value = stop.value
+            raise
+
+    def reply(self, result: Any) -> None:
+        self._reply = result
+
+    def fail(self, error: BaseException) -> None:
+        self._reply, self._error = None, error

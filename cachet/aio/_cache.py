@@ -1,7 +1,7 @@
 """``cachet.aio.Cache``: the asyncio and trio frontend (anyio). It carries out what the core decides.
 
 Each method tries the core's hit and otherwise awaits the flow the core returns for its
-slow path (``_driver.drive``). A hit never awaits anything that yields: it is not a
+slow path (``_driver.Driver``). A hit never awaits anything that yields: it is not a
 checkpoint (allowed by trio's rules for operations that complete immediately), and it
 costs about as much as awaiting a coroutine that reads a dict.
 
@@ -34,7 +34,7 @@ from .._core.stack import OPTIONAL, PLAIN, TRY, Core
 from .._decorator import P2, BoundBase, CachedBase, DecoratorBase, P, R, R_co, S
 from . import _tiers
 from ._detached import DetachedLoads
-from ._driver import drive
+from ._driver import Driver
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -55,6 +55,7 @@ class Cache(CacheBase[K, V]):
         self._needs_tg = needs_task_group
         self._tg: anyio.abc.TaskGroup | None = None
         self._loads: DetachedLoads | None = None  # while entered
+        self._drive = Driver(self._spawn, self._timed_load).run
         if needs_task_group:
             self._serving(False)  # until entered: the slow path says why it cannot serve
 
@@ -274,7 +275,7 @@ class Cache(CacheBase[K, V]):
                 f"cache {self.name!r} runs work in the background (refresh or loader timeouts): "
                 f"use it inside `async with cache:` so that work has a task group to run in"
             )
-        return await drive(flow, self._spawn, self._timed_load)
+        return await self._drive(flow)
 
     async def _timed_load(self, effect: Load) -> Any:
         """Run a factory in the cache's task group and wait at most its timeout; one that
@@ -297,7 +298,7 @@ class Cache(CacheBase[K, V]):
             finally:
                 done.set()
             if overran and effect.late is not None:
-                await drive(effect.late(box.get("value"), box.get("error")), self._spawn, self._timed_load)
+                await self._drive(effect.late(box.get("value"), box.get("error")))
 
         tg.start_soon(run)
         with anyio.move_on_after(effect.timeout):
@@ -311,13 +312,13 @@ class Cache(CacheBase[K, V]):
 
     def _spawn(self, effect: Spawn) -> None:
         if effect.spawner is DETACHED and self._loads is not None:
-            self._loads.start(drive, effect.flow, self._spawn, self._timed_load)
+            self._loads.start(self._drive, effect.flow)
             return
         spawner = None if effect.spawner is DETACHED else effect.spawner or self._tg
         if spawner is None:
             effect.flow.close()
             raise CacheError(f"cache {self.name!r} has no task group for background work: it is closing")
-        spawner.start_soon(drive, effect.flow, self._spawn, self._timed_load)
+        spawner.start_soon(self._drive, effect.flow)
 
 
 THREAD_LIMIT = 16

@@ -1,7 +1,7 @@
 """``cachet.sync.Cache``: the blocking frontend. It carries out what the core decides.
 
 Each method tries the core's hit and otherwise drives the flow the core returns for
-its slow path (``_driver.drive``). Threads coalesce with threads: a
+its slow path (``_driver.Driver``). Threads coalesce with threads: a
 ``threading.Event`` per shared call. Background refresh runs on an ``Executor``
 (default: a two-thread pool the cache creates on first use and shuts down on
 ``close()``); a load with a timeout runs in a worker thread so it can outlive the wait.
@@ -25,7 +25,7 @@ from .._core.entry import CacheEntry
 from .._core.policy import InsertOutcome
 from .._core.stack import OPTIONAL, PLAIN, TRY, Core
 from .._decorator import P2, BoundBase, CachedBase, DecoratorBase, P, R, R_co, S
-from ._driver import drive
+from ._driver import Driver
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -46,6 +46,7 @@ class Cache(CacheBase[K, V]):
         self._executor: Executor | None = None
         self._loaders: ThreadPoolExecutor | None = None
         self._executor_lock = threading.Lock()
+        self._drive = Driver(self._spawn, self._timed_load).run
 
     @staticmethod
     def builder(clock: Clock | None = None) -> CacheBuilder[Any, Any]:
@@ -203,11 +204,11 @@ class Cache(CacheBase[K, V]):
         if self._closed:
             flow.close()
             self._check_open()
-        return drive(flow, self._spawn, self._timed_load)
+        return self._drive(flow)
 
     def _spawn(self, effect: Spawn) -> None:
         executor = effect.spawner or self._pool("_executor", 2, "refresh")
-        executor.submit(drive, effect.flow, self._spawn, self._timed_load)
+        executor.submit(self._drive, effect.flow)
 
     def _timed_load(self, effect: Load) -> Any:
         """Run a factory in a worker thread and wait at most its timeout. A thread cannot
@@ -221,7 +222,7 @@ class Cache(CacheBase[K, V]):
 
             def finished(done: Future[Any]) -> None:
                 error = done.exception()
-                drive(late(None if error else done.result(), error), self._spawn, self._timed_load)
+                self._drive(late(None if error else done.result(), error))
 
             future.add_done_callback(finished)
             raise LoadTimedOut from None

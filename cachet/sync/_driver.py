@@ -6,39 +6,47 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from .._core.effects import Call, Fanout, Flow, Load, Wait
+from .._core.effects import Call, Fanout, Flow, Load, Spawn, Steps, Wait
 
 
-def drive(flow: Flow, spawn: Callable[[Any], None],
-          timed_load: Callable[[Load], Any] | None = None) -> Any:
-    """Carry out each effect ``flow`` yields; return what it returns. ``timed_load`` runs a
-    :class:`Load` that has a timeout (see ``Cache._timed_load``)."""
-    send: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            effect = flow.send(send) if error is None else flow.throw(error)
-        except StopIteration as stop:
-            return stop.value
-        send = error = None
-        try:
-            kind = type(effect)
-            if kind is Call:
-                send = effect.fn(*effect.args)  # type: ignore[union-attr]
-            elif kind is Fanout:
-                attempt = _timed if effect.timed else _attempt  # type: ignore[union-attr]
-                send = [attempt(call) for call in effect.calls]  # type: ignore[union-attr]
-            elif kind is Load:
-                if effect.timeout is None or timed_load is None:  # type: ignore[union-attr]
-                    send = effect.factory()  # type: ignore[union-attr]
-                else:
-                    send = timed_load(effect)  # type: ignore[arg-type]
-            elif kind is Wait:
-                effect.signal.wait(effect.timeout)  # type: ignore[union-attr]
-            else:
-                spawn(effect)
-        except BaseException as exc:  # thrown into the flow, which cleans up and re-raises
-            error = exc
+class Driver:
+    """Carries out the effects of a cache's flows: each is a plain call here. ``spawn``
+    runs a :class:`Spawn` in the background; ``timed_load`` a :class:`Load` that has a
+    timeout (see ``Cache._timed_load``)."""
+
+    __slots__ = ("_do", "_timed_load")
+
+    def __init__(self, spawn: Callable[[Spawn], None], timed_load: Callable[[Load], Any]) -> None:
+        self._timed_load = timed_load
+        self._do: dict[type, Callable[[Any], Any]] = {
+            Call: _call, Fanout: _fanout, Load: self._load, Wait: _wait, Spawn: spawn}
+
+    def run(self, flow: Flow) -> Any:
+        """Carry out each effect ``flow`` yields; return what it returns."""
+        steps = Steps(flow)
+        do = self._do
+        for effect in steps:
+            try:
+                steps.reply(do[type(effect)](effect))
+            except BaseException as exc:
+                steps.fail(exc)
+        return steps.value
+
+    def _load(self, effect: Load) -> Any:
+        return effect.factory() if effect.timeout is None else self._timed_load(effect)
+
+
+def _call(effect: Call) -> Any:
+    return effect.fn(*effect.args)
+
+
+def _wait(effect: Wait) -> None:
+    effect.signal.wait(effect.timeout)
+
+
+def _fanout(effect: Fanout) -> list[Any]:
+    attempt = _timed if effect.timed else _attempt
+    return [attempt(call) for call in effect.calls]
 
 
 def _attempt(call: Call) -> Any:
