@@ -736,14 +736,19 @@ class Core:
         self._end_load(flight, None, error)
         return error
 
-    def detach_load(self, flight: Flight) -> None:
+    def detach_load(self, flight: Flight, start: Callable[[], None]) -> None:
         """The load of :meth:`start_load` goes on in a task of its own (a core that
-        ``detach``-es): its caller, who started it, now only waits for it, as a joiner
-        does. Called in the caller's context, after the task was made (its copy of the
-        context keeps the load's mark for the factory's re-entrancy check)."""
-        _LOADING.reset(flight.mark)
-        flight.mark = None
+        ``detach``-es), which ``start()`` makes: its caller, who started it, now only
+        waits for it, as a joiner does. The flight is marked detached first (an eagerly
+        started task may finish it at once); the task is made while this context still
+        holds the load's mark (its copy keeps it for the factory's re-entrancy check),
+        which is then reset here, in the caller's context."""
+        mark, flight.mark = flight.mark, None
         flight.leader_waits = True  # (a plain store: the loop thread owns this flight now)
+        try:
+            start()
+        finally:
+            _LOADING.reset(mark)
 
     def signal_for(self, flight: Flight) -> Any:
         """The signal to wait on for ``flight``, made now if no joiner made one; ``None``

@@ -17,6 +17,7 @@ own task group, opened by ``async with cache``.
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Hashable, Iterable, Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, Protocol, overload
 
 import anyio
@@ -245,11 +246,11 @@ class Cache(CacheBase[K, V]):
         """Await ``pending`` (the factory's awaitable) in a detached task; wait for it."""
         core, loads = self._core, self._loads
         assert loads is not None  # the core detaches only while entered
-        loads.start(self._finish_detached, flight, pending)
-        core.detach_load(flight)
+        core.detach_load(flight, partial(loads.start, self._finish_detached, flight, pending))
         try:
-            await anyio.lowlevel.checkpoint()  # the task's first turn: a quick load is over
-            signal = core.signal_for(flight)
+            if not loads.eager:  # the task's first turn, which an eager task has had
+                await anyio.lowlevel.checkpoint()
+            signal = core.signal_for(flight)  # None: a quick load is over
             if signal is not None:
                 await signal.wait()
         except BaseException:

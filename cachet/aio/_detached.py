@@ -5,12 +5,18 @@ so that no caller's cancellation stops it (SPEC §8). A task is started per load
 miss path, so it is the backend's own: a plain ``asyncio`` task, or a task of a trio
 nursery. An anyio task group's start costs a cancel scope and bookkeeping per task: it
 doubled the whole detached miss on asyncio and tripled it on trio (benchmarks/compare.py).
+
+On Python 3.12 and later an asyncio load task starts eagerly (``eager_task_factory``):
+its first steps run at once, in the task, so a load that completes without suspending
+(a value already at hand) has filled the cache before its caller waits, and the miss
+costs no turn of the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -26,6 +32,7 @@ class DetachedLoads:
 
     def __init__(self) -> None:
         self._asyncio = _on_asyncio()
+        self.eager = self._asyncio and sys.version_info >= (3, 12)  # a load's first step runs at once
         self._tasks: set[Any] = set()  # asyncio: the tasks still running
         self._nursery: Any = None  # trio: their nursery
         self._nursery_cm: Any = None
@@ -44,14 +51,23 @@ class DetachedLoads:
         if self._nursery is not None:
             self._nursery.start_soon(fn, *args)
             return
-        task = asyncio.get_running_loop().create_task(fn(*args))
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
+        loop = asyncio.get_running_loop()
+        if sys.version_info >= (3, 12):
+            task = asyncio.eager_task_factory(loop, self._tracked(fn(*args)))
+        else:
+            task = loop.create_task(self._tracked(fn(*args)))
+        if not task.done():  # (an eager task may be over already)
+            self._tasks.add(task)
 
-    def _done(self, task: Any) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:  # a bug: never lose it
-            _logger.error("a detached load failed", exc_info=task.exception())
+    async def _tracked(self, load: Coroutine[Any, Any, Any]) -> None:
+        """Run ``load`` and forget its task when it ends (no done callback: a turn of the
+        loop saved per load). A load that raises is a bug: log it, never lose it."""
+        try:
+            await load
+        except Exception:
+            _logger.exception("a detached load failed")
+        finally:
+            self._tasks.discard(asyncio.current_task())
 
     async def cancel(self) -> None:
         """Cancel every load still running and wait until each has ended."""
