@@ -25,7 +25,7 @@ from ._core.level import Level
 from ._core.policy import ExpirationPolicy, FailSafe, InsertPolicy, TimeToRefresh
 from ._core.stack import Core
 from ._core.stats import STAT_OF_EVENT
-from ._core.tier import AsyncTier, Tier
+from ._core.tier import AsyncTier, Ops, Tier
 from .middleware import BreakerState, CircuitBreaker
 from .serialize import encoded_tier
 from .service import ServiceAdapter, as_service
@@ -426,7 +426,7 @@ def _duration(value: Any, what: str, problems: list[str]) -> float | None:
         return None
 
 
-Adapter = Callable[[Any, TierSpec], tuple[tuple[Any, Any, Any, Any, Any], Any]]
+Adapter = Callable[[Any, TierSpec], tuple[Ops, Any]]
 
 
 def build_levels(specs: list[TierSpec], clock: Clock, adapt: Adapter) -> tuple[list[Level], list[Any]]:

@@ -440,6 +440,17 @@ class _EncodedBase:
             return None
         return new_entry(value, cached_at, ttl)  # ttl checked above, as CacheEntry would
 
+    def _from_rows(self, keys: list[bytes], rows: list[Any]) -> list[CacheEntry[Any] | None]:
+        """The entries for a byte tier's ``get_rows`` result: each slot a row, ``None``, or
+        the ``DecodeError`` of a record the byte tier did not write (a counted miss)."""
+        entries: list[CacheEntry[Any] | None] = []
+        for k, row in zip(keys, rows, strict=True):
+            if isinstance(row, DecodeError):
+                self._failed(k, row)
+                row = None
+            entries.append(None if row is None else self._from_row(k, row))
+        return entries
+
     def _decoded(self, key: bytes, stored: CacheEntry[Any]) -> CacheEntry[Any] | None:
         try:
             check_stamps(stored.cached_at, stored.ttl)
@@ -485,11 +496,13 @@ class EncodedTier(_EncodedBase):
     worker thread exactly as it would the inner tier.
     """
 
-    __slots__ = ("_get_row", "len", "nonblocking", "update")
+    __slots__ = ("_get_row", "get_many", "len", "nonblocking", "update")
 
     def __init__(self, inner: Any, serializer: Serializer, *, name: str = "tier") -> None:
         super().__init__(inner, serializer, name=name)
         self.nonblocking = bool(getattr(inner, "nonblocking", False))
+        # Many keys in one round trip (cachet._core.tier), where the byte tier can.
+        self.get_many = self._get_many if callable(getattr(inner, "get_rows", None)) else None
         self._get_row: Callable[[bytes], tuple[bytes, float | None, float | None] | None] | None = (
             getattr(inner, "get_row", None))
         length = getattr(inner, "len", None)
@@ -515,6 +528,10 @@ class EncodedTier(_EncodedBase):
             return None
         return self._decoded(k, stored)
 
+    def _get_many(self, keys: list[Any]) -> list[CacheEntry[Any] | None]:
+        encoded = [encode_key(key) for key in keys]
+        return self._from_rows(encoded, self.inner.get_rows(encoded))
+
     def insert(self, key: Any, entry: CacheEntry[Any]) -> InsertOutcome:
         k = encode_key(key)
         outcome: InsertOutcome = self.inner.insert(k, self._encoded(k, entry))
@@ -534,10 +551,12 @@ class EncodedTier(_EncodedBase):
 class AsyncEncodedTier(_EncodedBase):
     """As :class:`EncodedTier`, over an async byte tier (coroutine methods)."""
 
-    __slots__ = ("_get_row", "len", "update")
+    __slots__ = ("_get_row", "get_many", "len", "update")
 
     def __init__(self, inner: Any, serializer: Serializer, *, name: str = "tier") -> None:
         super().__init__(inner, serializer, name=name)
+        get_rows = getattr(inner, "get_rows", None)
+        self.get_many = self._get_many if inspect.iscoroutinefunction(get_rows) else None
         get_row = getattr(inner, "get_row", None)
         self._get_row: Callable[[bytes], Any] | None = (
             get_row if inspect.iscoroutinefunction(get_row) else None)
@@ -561,6 +580,10 @@ class AsyncEncodedTier(_EncodedBase):
         if stored is None:
             return None
         return self._decoded(k, stored)
+
+    async def _get_many(self, keys: list[Any]) -> list[CacheEntry[Any] | None]:
+        encoded = [encode_key(key) for key in keys]
+        return self._from_rows(encoded, await self.inner.get_rows(encoded))
 
     async def insert(self, key: Any, entry: CacheEntry[Any]) -> InsertOutcome:
         k = encode_key(key)

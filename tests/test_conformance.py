@@ -163,7 +163,7 @@ class TestRedisTierThroughAService(RedisContract):
 def test_check_tier_runs_every_applicable_check() -> None:
     ran = check_tier(MemoryTier)
     assert "any_bytes" not in ran  # a typed tier
-    assert set(ran) == set(CHECKS) - {"any_bytes"}
+    assert set(ran) == set(CHECKS) - {"any_bytes", "get_many_matches_get"}  # (no get_many)
     ran = check_tier(SQLiteTier, backend="trio")
     assert {"any_bytes", "len_counts_entries"} <= set(ran)
     assert "any_reasonable_key_type" not in ran
@@ -271,7 +271,15 @@ class AsyncUpdateLosesWrites(AsyncLosesWrites):
         return result
 
 
+class GetManyOutOfOrder(MockTier):
+    """Breaks the contract: get_many answers each distinct key once, in sorted order."""
+
+    def get_many(self, keys: list[Any]) -> list[Any]:
+        return [self.get(k) for k in sorted(set(keys))]
+
+
 @pytest.mark.parametrize(("tier", "failing"), [
+    (GetManyOutOfOrder, {"get_many_matches_get"}),
     (UpdateNotAtomic, {"concurrent_updates_lose_nothing"}),
     (UpdateForgetsItsResult, {"update_applies_the_change"}),
     (AsyncUpdateLosesWrites, {"concurrent_updates_lose_nothing"}),

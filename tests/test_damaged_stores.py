@@ -28,17 +28,21 @@ def over_sqlite(frontend: Any, clock: Any, db: str) -> Any:
     return frontend.builder(clock).name("l1").memory(100).fallback(below).build()
 
 
-async def test_damaged_sqlite_rows_read_as_counted_misses_and_are_replaced(frontend, clock, tmp_path) -> None:
-    db = str(tmp_path / "cache.db")
-    async with frontend.open(over_sqlite(frontend, clock, db)) as c:
-        for key in KEYS:
-            await c.insert(key, CacheEntry(f"old {key}", None, 3600.0))
+def damage_sqlite_rows(db: str) -> None:
     conn = sqlite3.connect(db)
     for column, rows in DAMAGE.items():
         for key, bad in rows:
             conn.execute(f"UPDATE cachet_v1 SET {column} = ? WHERE key = ?", (bad, key.encode()))
     conn.commit()
     conn.close()
+
+
+async def test_damaged_sqlite_rows_read_as_counted_misses_and_are_replaced(frontend, clock, tmp_path) -> None:
+    db = str(tmp_path / "cache.db")
+    async with frontend.open(over_sqlite(frontend, clock, db)) as c:
+        for key in KEYS:
+            await c.insert(key, CacheEntry(f"old {key}", None, 3600.0))
+    damage_sqlite_rows(db)
 
     async with frontend.open(over_sqlite(frontend, clock, db)) as c:
         for key in KEYS:
@@ -51,6 +55,17 @@ async def test_damaged_sqlite_rows_read_as_counted_misses_and_are_replaced(front
         for key in KEYS:
             assert (await c.get(key)).value == f"new {key}"
         assert c.stats()["tiers"]["l2"]["decode_errors"] == 0
+
+
+async def test_a_bulk_read_counts_each_damaged_sqlite_row_and_serves_the_rest(frontend, clock, tmp_path) -> None:
+    db = str(tmp_path / "cache.db")
+    async with frontend.open(over_sqlite(frontend, clock, db)) as c:
+        await c.insert_many({key: CacheEntry(f"old {key}", None, 3600.0) for key in [*KEYS, "fine"]})
+    damage_sqlite_rows(db)
+    async with frontend.open(over_sqlite(frontend, clock, db)) as c:
+        found = await c.get_many([*KEYS, "fine"])
+        assert {k: e.value for k, e in found.items()} == {"fine": "old fine"}
+        assert c.stats()["tiers"]["l2"]["decode_errors"] == len(KEYS)
 
 
 HEADER = struct.Struct("<BBdd")  # the Redis tier's record header: format, flags, cached_at, ttl

@@ -187,6 +187,64 @@ async def test_bulk_operations(frontend, clock, stack) -> None:
         assert await c.get("b") is None
 
 
+async def test_get_many_reads_redis_in_one_mget_and_promotes(frontend, clock, own_server) -> None:
+    import redis
+
+    ns = uuid.uuid4().hex
+    below = frontend.builder(clock).name("l2").redis(own_server.url, namespace=ns)
+    cache = frontend.builder(clock).name("l1").memory(100).serialize(secret=SECRET).fallback(below).build()
+    admin = redis.Redis.from_url(own_server.url)
+    try:
+        async with frontend.open(cache) as c:
+            await c.insert_many({f"k{i}": i for i in range(10)})
+            for i in range(10):  # only in Redis now: drop the L1 copies
+                c._core.levels[0].tier.invalidate(f"k{i}")
+            admin.set(f"{ns}:".encode() + b"k3", b"not a record")  # damaged: a miss
+            admin.config_resetstat()
+            found = await c.get_many([f"k{i}" for i in range(10)] + ["absent", "k1"])
+            assert {k: e.value for k, e in found.items()} == {f"k{i}": i for i in range(10) if i != 3}
+            stats = admin.info("commandstats")
+            assert stats["cmdstat_mget"]["calls"] == 1
+            assert "cmdstat_get" not in stats  # no key read on its own
+            assert c.stats()["tiers"]["l2"]["decode_errors"] == 1
+            admin.config_resetstat()
+            again = await c.get_many([f"k{i}" for i in (0, 1, 2)])  # promoted: L1 hits
+            assert {k: e.value for k, e in again.items()} == {"k0": 0, "k1": 1, "k2": 2}
+            assert "cmdstat_mget" not in admin.info("commandstats")
+    finally:
+        admin.close()
+
+
+def test_an_invalidate_after_the_bulk_read_keeps_its_value_out_of_the_tier_above() -> None:
+    """The bulk read's answer for a key invalidated after it is never copied up (the
+    write token is begun before the read, as a walk's is before it reads below)."""
+    import cachet
+
+    class Bulk(MockTier):
+        cache: Any = None
+
+        def get_many(self, keys: list[Any]) -> list[Any]:
+            entries = [self.get(k) for k in keys]
+            done = threading.Thread(target=self.cache.invalidate, args=("a",))
+            done.start()  # another thread's invalidate completes before the answers land
+            done.join()
+            return entries
+
+    bottom = Bulk()
+    c = (cachet.Cache.builder().name("l1").memory(100)
+         .fallback(cachet.Cache.builder().name("l2").storage(bottom)).build())
+    bottom.cache = c
+    bottom.insert("a", CacheEntry("old-a", 0.0))
+    bottom.insert("b", CacheEntry("b", 0.0))
+    found = c.get_many(["a", "b"])
+    assert {k: e.value for k, e in found.items()} == {"a": "old-a", "b": "b"}  # read before it
+    top = c._core.levels[0].tier
+    assert top.get("a") is None  # not copied up after the invalidate
+    assert top.get("b").value == "b"
+    assert c.get("a") is None
+    assert len(c._core.guard) == 0  # every token begun for the bulk read was ended
+
+
 async def test_insert_with_a_per_call_ttl(frontend, clock, stack) -> None:
     async with frontend.open(stack(frontend, clock)) as c:
         assert await c.insert("k", "v", ttl=5) is InsertOutcome.ACCEPTED

@@ -9,7 +9,7 @@ from typing import Any
 from .entry import CacheEntry
 from .freshness import copy_ttl, judge
 from .policy import ExpirationPolicy, InsertPolicy
-from .tier import AsyncTier, Tier
+from .tier import AsyncTier, Ops, Tier
 
 
 class Level:
@@ -20,6 +20,7 @@ class Level:
         "direct",
         "eager",
         "get",
+        "get_many",
         "index",
         "inline",
         "insert",
@@ -42,8 +43,7 @@ class Level:
         *,
         name: str,
         tier: Tier[Any] | AsyncTier[Any],
-        ops: tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any], Callable[..., Any],
-                   Callable[..., Any] | None],
+        ops: Ops,
         length: Callable[[], Any] | None,
         ttl: float | None,
         ttr: float | None,
@@ -58,8 +58,8 @@ class Level:
     ) -> None:
         self.name = name
         self.tier = tier
-        # update: the tier's atomic step (tier.py), None if it has none.
-        self.get, self.insert, self.invalidate, self.clear, self.update = ops
+        # update, get_many: the tier's atomic step and bulk read (tier.py), or None.
+        self.get, self.insert, self.invalidate, self.clear, self.update, self.get_many = ops
         self.length = length
         self.ttl = ttl
         self.ttr = ttr

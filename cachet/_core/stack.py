@@ -115,6 +115,27 @@ def unhashable(key: Any) -> TypeError:
     return TypeError(f"cache keys must be hashable; got a key of unhashable type {type(key).__name__}")
 
 
+
+class ReadAhead:
+    """A bulk read's answers from the tier at ``index``, each taken by its key's walk,
+    with the write tokens begun before the read (``Core.get_many_flow``)."""
+
+    __slots__ = ("entries", "index", "tokens")
+
+    def __init__(self, index: int, tokens: dict[Hashable, WriteToken]) -> None:
+        self.index = index
+        self.entries: dict[Hashable, CacheEntry[Any] | None] = {}
+        self.tokens = tokens
+
+    def take_token(self, key: Hashable) -> WriteToken | None:
+        return self.tokens.pop(key, None)
+
+    def release(self, guard: WriteGuard) -> None:
+        """End the tokens no walk took (a key served by a tier above, or joined)."""
+        tokens, self.tokens = self.tokens, {}
+        for token in tokens.values():
+            guard.end(token)
+
 class Core:
     """The decisions of one cache stack, shared by both frontends."""
 
@@ -230,9 +251,9 @@ class Core:
                     f"({key!r}); this would wait on itself forever"
                 )
 
-    def get_op(self, key: Hashable) -> Flow:
-        """``get``'s slow path (the hit path missed)."""
-        return self._operation(a.OP_GET, key, partial(self.get_flow, key), True)
+    def get_op(self, key: Hashable, ahead: ReadAhead | None = None) -> Flow:
+        """``get``'s slow path (the hit path missed); ``ahead``: a bulk read's answers."""
+        return self._operation(a.OP_GET, key, partial(self.get_flow, key, ahead), True)
 
     def load_op(self, key: Hashable, factory: Callable[[], Any], mode: str) -> Flow:
         """A loader's slow path: ``mode`` is ``PLAIN``, ``TRY`` or ``OPTIONAL``."""
@@ -388,12 +409,13 @@ class Core:
 
     # -- 2. flows ----------------------------------------------------------------------
 
-    def get_flow(self, key: Hashable) -> Flow:
-        return self._walk(key, 0, False)
+    def get_flow(self, key: Hashable, ahead: ReadAhead | None = None) -> Flow:
+        return self._walk(key, 0, False, ahead=ahead)
 
     def _walk(self, key: Hashable, start: int, with_source: bool,
               loader: tuple[Callable[[], Any], str] | None = None,
-              expired_out: list[tuple[CacheEntry[Any], Level]] | None = None) -> Flow:
+              expired_out: list[tuple[CacheEntry[Any], Level]] | None = None,
+              ahead: ReadAhead | None = None) -> Flow:
         """Read tiers from ``start`` down until one has the key fresh, then store copies
         of it in the tiers above that one. Returns the entry as the serving tier holds it
         (and that tier, ``with_source``). A loop, not a recursion: each effect passes
@@ -415,7 +437,12 @@ class Core:
                 level = levels[i]
                 t0 = _ns() if reporting else 0
                 try:
-                    entry = level.get(key) if level.direct else (yield Call(level.get, (key,)))
+                    if ahead is not None and ahead.index == i and key in ahead.entries:
+                        entry = ahead.entries.pop(key)
+                    elif level.direct:
+                        entry = level.get(key)
+                    else:
+                        entry = yield Call(level.get, (key,))
                 except Exception as exc:
                     self.report(level, a.GET_ERROR, t0)
                     if i == last:
@@ -457,7 +484,9 @@ class Core:
                 if i == last:
                     break
                 if token is None:  # anything read below may be copied up: guard the key
-                    token = self.guard.begin(key)
+                    token = ahead.take_token(key) if ahead is not None else None
+                    if token is None:
+                        token = self.guard.begin(key)
                 i += 1
             if found is not None and token is not None and found is not (spare and spare[0]):
                 assert source is not None
@@ -1048,14 +1077,54 @@ class Core:
     # of the frontend's driver).
 
     def get_many_flow(self, keys: list[Hashable], hit: Callable[[Hashable], Any]) -> Flow:
+        """``get`` of each key, by key (the keys found). The keys the hit path misses are
+        read ahead from the first tier below the primary that reads many keys in one
+        round trip (``get_many``: Redis's ``MGET``), then each takes its walk, which
+        uses that answer instead of reading the tier again. If the bulk read fails, each
+        key's walk reads (and reports) on its own."""
+        for key in keys:
+            try:
+                hash(key)
+            except TypeError:
+                raise unhashable(key) from None
         found: dict[Hashable, CacheEntry[Any]] = {}
+        missed = []
         for key in keys:
             entry = hit(key)
             if entry is None:
-                entry = yield from self.get_op(key)
-            if entry is not None:
+                missed.append(key)
+            else:
                 found[key] = entry
-        return found
+        ahead = yield from self._read_ahead(missed)
+        try:
+            for key in missed:
+                entry = yield from self.get_op(key, ahead)
+                if entry is not None:
+                    found[key] = entry
+        finally:
+            if ahead is not None:
+                ahead.release(self.guard)
+        return {key: found[key] for key in keys if key in found}
+
+    def _read_ahead(self, keys: list[Hashable]) -> Flow:
+        """One ``get_many`` of ``keys`` from the first tier below the primary that has
+        one, with a write token per key begun before it; ``None`` if there is no such
+        tier, fewer than two keys, or the read failed."""
+        level = next((lv for lv in self.levels[1:] if lv.get_many is not None), None)
+        distinct = list(dict.fromkeys(keys))
+        if level is None or level.get_many is None or len(distinct) < 2:
+            return None
+        ahead = ReadAhead(level.index, {key: self.guard.begin(key) for key in distinct})
+        try:
+            entries = yield Call(level.get_many, (distinct,))
+        except Exception:
+            ahead.release(self.guard)
+            return None
+        except BaseException:
+            ahead.release(self.guard)
+            raise
+        ahead.entries.update(zip(distinct, entries, strict=True))
+        return ahead
 
     def insert_many_flow(self, items: list[tuple[Hashable, Any]], ttl: float | None) -> Flow:
         outcomes: dict[Hashable, InsertOutcome] = {}

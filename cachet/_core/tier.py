@@ -6,6 +6,10 @@ cache's ``len()`` says so when its primary tier has none). A tier that never blo
 in-process map) declares ``nonblocking = True``, and the core then calls it inline on
 both frontends.
 
+A tier may offer ``get_many(keys)``: the entry (or ``None``) of each key, in order, in
+one round trip (Redis's ``MGET``). The bulk read (``Core.get_many_flow``) then asks it
+once for the keys the tiers above did not have, instead of once per key.
+
 A tier may also offer ``update(key, change)``, the one atomic step the framework
 operations (``add``, ``touch``, ``incr``, ``delete``: ``_core/atomic.py``) need:
 read the entry stored for ``key`` (``None`` if none), call ``change(entry)``, which
@@ -41,6 +45,18 @@ KEEP: Final = _Keep()
 
 Change = Callable[[CacheEntry[Any] | None], tuple[CacheEntry[Any] | _Keep | None, Any]]
 """``change(stored) -> (new, result)``: the step a tier's ``update`` applies atomically."""
+
+
+Ops = tuple[Callable[..., Any], Callable[..., Any], Callable[..., Any], Callable[..., Any],
+            Callable[..., Any] | None, Callable[..., Any] | None]
+"""What a stack takes from a tier: ``get``, ``insert``, ``invalidate``, ``clear``, and the
+optional ``update`` and ``get_many`` (``None`` where the tier has none)."""
+
+
+def tier_ops(tier: Any) -> Ops:
+    """``tier``'s operations, as a stack takes them."""
+    return (tier.get, tier.insert, tier.invalidate, tier.clear, getattr(tier, "update", None),
+            getattr(tier, "get_many", None))
 
 
 @runtime_checkable

@@ -16,6 +16,8 @@ from typing import Any
 
 import anyio
 
+from .._core.tier import Ops, tier_ops
+
 AsyncFn = Callable[..., Awaitable[Any]]
 
 
@@ -23,15 +25,17 @@ def is_async_tier(tier: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(tier, "get", None))
 
 
-def adapt(tier: Any, limiter: anyio.CapacityLimiter) -> tuple[tuple[AsyncFn | None, ...], AsyncFn | None]:
-    """The tier's operations (``update`` ``None`` where it has none) and ``len``, as
+def adapt(tier: Any, limiter: anyio.CapacityLimiter) -> tuple[Ops, AsyncFn | None]:
+    """The tier's operations (``tier_ops``: ``None`` where it has none) and ``len``, as
     coroutine functions."""
-    ops = (tier.get, tier.insert, tier.invalidate, tier.clear, getattr(tier, "update", None))
+    ops = tier_ops(tier)
     length = getattr(tier, "len", None)
     if is_async_tier(tier) or getattr(tier, "nonblocking", False):
         return ops, length
     wrap = partial(_threaded, limiter=limiter)
-    return tuple(fn and wrap(fn) for fn in ops), (wrap(length) if length else None)
+    get, insert, invalidate, clear, update, get_many = ops
+    return ((wrap(get), wrap(insert), wrap(invalidate), wrap(clear), update and wrap(update),
+             get_many and wrap(get_many)), (wrap(length) if length else None))
 
 
 def _threaded(fn: Callable[..., Any], limiter: anyio.CapacityLimiter) -> AsyncFn:

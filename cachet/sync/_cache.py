@@ -24,6 +24,7 @@ from .._core.effects import Flow, Load, LoadTimedOut, Spawn
 from .._core.entry import CacheEntry
 from .._core.policy import InsertOutcome
 from .._core.stack import OPTIONAL, PLAIN, TRY, Core
+from .._core.tier import Ops, tier_ops
 from .._decorator import P2, BoundBase, CachedBase, DecoratorBase, P, R, R_co, S
 from ._driver import Driver
 
@@ -248,13 +249,12 @@ class CacheBuilder(BuilderBase[K, V], Generic[K, V]):
         return Cache(core, owned)
 
 
-def _adapt(tier: Any, spec: TierSpec) -> tuple[tuple[Any, Any, Any, Any, Any], Any]:
+def _adapt(tier: Any, spec: TierSpec) -> tuple[Ops, Any]:
     if inspect.iscoroutinefunction(getattr(tier, "get", None)):
         raise ValueError(
             f"tier {spec.name!r} is async ({type(tier).__name__}); use it with cachet.aio.Cache"
         )
-    ops = (tier.get, tier.insert, tier.invalidate, tier.clear, getattr(tier, "update", None))
-    return ops, getattr(tier, "len", None)
+    return tier_ops(tier), getattr(tier, "len", None)
 
 
 class CachedCallable(Protocol[P, R_co]):

@@ -127,6 +127,12 @@ class Subject:
             raise NotApplicable("the tier has no update()")
         return await _maybe(update(key, change))
 
+    async def get_many(self, keys: list[Any]) -> Any:
+        get_many = getattr(self.tier, "get_many", None)
+        if not callable(get_many):
+            raise NotApplicable("the tier has no get_many()")
+        return await _maybe(get_many(keys))
+
     async def len(self) -> int:
         if not self.has_len:
             raise NotApplicable("the tier has no len()")
@@ -486,6 +492,28 @@ def _count_of(t: Subject, entry: CacheEntry[Any] | None) -> int:
     if entry is None:
         return 0
     return int(entry.value) if t.bytes_only else entry.value  # type: ignore[no-any-return]
+
+
+@_check
+async def _get_many_matches_get(t: Subject) -> None:
+    """``get_many(keys)``, where the tier has one: a list with, for each key in order (a
+    key given twice included), what ``get`` returns for it: the entry as stored, or
+    ``None``."""
+    stored = {i: CacheEntry.expires_at(t.value(i), 3600.0, t.now()) for i in (1, 2, 4)}
+    for i, entry in stored.items():
+        await t.must_insert(t.key(i), entry)
+    order = [4, 3, 1, 2, 1, 5]
+    got = await t.get_many([t.key(i) for i in order])
+    if not isinstance(got, list) or len(got) != len(order):
+        raise _fail(f"get_many of {len(order)} keys returned {got!r}, not a list of {len(order)}")
+    for i, entry in zip(order, got, strict=True):
+        want = stored.get(i)
+        if want is None:
+            if entry is not None:
+                raise _fail(f"get_many gave {entry!r} for the missing key {t.key(i)!r}, not None")
+        elif not isinstance(entry, CacheEntry) or (entry.value, entry.cached_at, entry.ttl) != (
+                want.value, want.cached_at, want.ttl):
+            raise _fail(f"get_many gave {entry!r} for {t.key(i)!r}; expected the stored {want!r}")
 
 
 @_check

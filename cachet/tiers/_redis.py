@@ -55,6 +55,7 @@ from .._core.errors import DecodeError, TierError, UnsupportedError
 from .._core.policy import InsertOutcome
 from .._core.tier import Change
 from ._redis_probe import PROBE_TIMEOUT, address, ping, ping_async
+from ._rows import entries
 
 try:  # redis is an optional dependency: `pip install 'cachet[redis]'`
     import redis
@@ -121,6 +122,18 @@ def _stored(raw: bytes | None) -> CacheEntry[bytes] | None:
         return CacheEntry(*decode_row(raw))
     except DecodeError:
         return None
+
+
+def _row_or_error(raw: bytes | None) -> tuple[bytes, float | None, float | None] | DecodeError | None:
+    """One slot of ``get_rows``: the row, ``None`` when absent, or the ``DecodeError`` of a
+    record this tier did not write (returned in its place, not raised: the other keys'
+    answers stand)."""
+    if raw is None:
+        return None
+    try:
+        return decode_row(raw)
+    except DecodeError as exc:
+        return exc
 
 
 def _escape_glob(text: bytes) -> bytes:
@@ -394,6 +407,21 @@ class SyncRedisTier(RedisTier):
             raise self._error("get", exc) from exc
         return None if raw is None else decode_row(raw)
 
+    def get_many(self, keys: list[bytes]) -> list[CacheEntry[bytes] | None]:
+        """The entry of each key, in order, in one ``MGET`` (``None`` where ``get`` has none)."""
+        return entries(self.get_rows(keys))
+
+    def get_rows(self, keys: list[bytes]) -> list[Any]:
+        """``get_row`` of each key in one round trip; a record this tier did not write is
+        its ``DecodeError``, in its place."""
+        client = self._client
+        mget = client.mget_nonatomic if self._cluster else client.mget
+        try:
+            raws = mget([self._prefix + k for k in keys])
+        except _errors() as exc:
+            raise self._error("get", exc) from exc
+        return [_row_or_error(raw) for raw in raws]
+
     def insert(self, key: bytes, entry: CacheEntry[bytes]) -> InsertOutcome:
         """Store ``entry`` with a server-side expiry from its effective ttl (one ``SET``)."""
         record = encode_record(entry)
@@ -635,6 +663,22 @@ class AsyncRedisTier(RedisTier):
         except _errors() as exc:
             raise self._error("get", exc) from exc
         return None if raw is None else decode_row(raw)
+
+    async def get_many(self, keys: list[bytes]) -> list[CacheEntry[bytes] | None]:
+        """The entry of each key, in order, in one ``MGET`` (``None`` where ``get`` has none)."""
+        return entries(await self.get_rows(keys))
+
+    async def get_rows(self, keys: list[bytes]) -> list[Any]:
+        """``get_row`` of each key in one round trip (see ``SyncRedisTier.get_rows``)."""
+        if self._loop_or_none() is None:
+            return await self._in_thread("get_rows", keys)  # type: ignore[no-any-return]
+        client = self._client
+        mget = client.mget_nonatomic if self._cluster else client.mget
+        try:
+            raws = await mget([self._prefix + k for k in keys])
+        except _errors() as exc:
+            raise self._error("get", exc) from exc
+        return [_row_or_error(raw) for raw in raws]
 
     async def insert(self, key: bytes, entry: CacheEntry[bytes]) -> InsertOutcome:
         """Store ``entry`` with a server-side expiry from its effective ttl (one ``SET``)."""

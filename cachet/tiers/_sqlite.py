@@ -40,6 +40,7 @@ from .._core.entry import CacheEntry, check_stamps
 from .._core.errors import DecodeError, TierError
 from .._core.policy import InsertOutcome
 from .._core.tier import Change
+from ._rows import entries
 
 T = TypeVar("T")
 
@@ -62,6 +63,8 @@ _DEL = f"DELETE FROM {TABLE} WHERE namespace = ? AND key = ?"
 # update's transaction: the write lock taken before the read, so no writer comes between.
 _BEGIN = "BEGIN IMMEDIATE"
 _CLEAR = f"DELETE FROM {TABLE} WHERE namespace = ?"
+_GET_MANY = f"SELECT key, value, cached_at, ttl FROM {TABLE} WHERE namespace = ? AND key IN "
+_MANY = 500  # keys a query: well under SQLite's oldest limit of 999 parameters
 _COUNT = f"SELECT COUNT(*) FROM {TABLE} WHERE namespace = ?"
 _SWEEP = f"DELETE FROM {TABLE} WHERE namespace = ? AND expires_at IS NOT NULL AND expires_at < ?"
 # NOT INDEXED: walk the table in rowid (write) order and stop after LIMIT matches.
@@ -198,10 +201,45 @@ class SQLiteTier:
             raise self._error("get", exc) from exc
         finally:
             self._give(conn)
-        if row is None:
-            return None
+        return None if row is None else self._live(row)
+
+    def get_many(self, keys: list[bytes]) -> list[CacheEntry[bytes] | None]:
+        """The entry of each key, in order, in one query (``None`` where ``get`` has none)."""
+        return entries(self.get_rows(keys))
+
+    def get_rows(self, keys: list[bytes]) -> list[Any]:
+        """``get_row`` of each key from one connection, ``_MANY`` keys a query; a damaged
+        row is its ``DecodeError``, in its place (``_rows.py``)."""
+        for key in keys:
+            if type(key) is not bytes:
+                raise _not_bytes("key", key)
+        distinct = list(dict.fromkeys(keys))
+        found: dict[bytes, tuple[bytes, float | None, float | None]] = {}
+        conn = self._take("get")
+        try:
+            for i in range(0, len(distinct), _MANY):
+                chunk = distinct[i:i + _MANY]
+                query = f"{_GET_MANY}({', '.join('?' * len(chunk))})"
+                for key, *row in conn.execute(query, (self.namespace, *chunk)):
+                    found[key] = tuple(row)  # type: ignore[assignment]
+        except sqlite3.Error as exc:
+            raise self._error("get", exc) from exc
+        finally:
+            self._give(conn)
+        rows: list[Any] = []
+        for key in keys:
+            row = found.get(key)
+            try:
+                rows.append(None if row is None else self._live(row))
+            except DecodeError as exc:
+                rows.append(exc)
+        return rows
+
+    def _live(self, row: tuple[bytes, float | None, float | None]) -> tuple[bytes, float | None, float | None] | None:
+        """``row`` if it has not expired (``None`` if it has); ``DecodeError`` for stamps this
+        tier did not write (a damaged file)."""
         cached_at, ttl = row[1], row[2]
-        check_stamps(cached_at, ttl)  # stamps this tier did not write (a damaged file): DecodeError
+        check_stamps(cached_at, ttl)
         eff = ttl if ttl is not None else self.ttl
         if eff is not None:
             now = self._now()

@@ -11,6 +11,7 @@ from cachet import CacheEntry, ExpirationPolicy, InsertOutcome, InsertPolicy, Ma
 from cachet._core.effects import Call, Fanout, Flow, Load, Spawn
 from cachet._core.level import Level
 from cachet._core.stack import Core
+from cachet._core.tier import tier_ops
 
 
 class DictTier:
@@ -46,7 +47,7 @@ def make_core(clock: ManualClock, ttls: list[float | None], *, ttr: float | None
               stampede: bool = True, handoff: bool = False) -> tuple[Core, list[DictTier]]:
     """A core over ``len(ttls)`` dict tiers (the first with ``ttr``), signals as threading.Event."""
     tiers = [DictTier() for _ in ttls]
-    levels = [Level(name=f"l{i + 1}", tier=t, ops=(t.get, t.insert, t.invalidate, t.clear, t.update),
+    levels = [Level(name=f"l{i + 1}", tier=t, ops=tier_ops(t),
                     length=None,
                     ttl=ttl, ttr=ttr if i == 0 else None, policy=InsertPolicy.always(),
                     expiration=ExpirationPolicy.lazy(), index=i,
