@@ -248,8 +248,7 @@ class Cache(CacheBase[K, V]):
         assert loads is not None  # the core detaches only while entered
         core.detach_load(flight, partial(loads.start, self._finish_detached, flight, pending))
         try:
-            if not loads.eager:  # the task's first turn, which an eager task has had
-                await anyio.lowlevel.checkpoint()
+            await loads.first_turn()
             signal = core.signal_for(flight)  # None: a quick load is over
             if signal is not None:
                 await signal.wait()
@@ -364,26 +363,26 @@ class AsyncCachedFunction(CachedBase[P, R]):
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         if kwargs or len(args) != self._nparams:
-            return await self._load(args, kwargs, None)
+            return (await self._load(args, kwargs, None)).value  # type: ignore[no-any-return]
         key = self._prefix + args  # the key (name, *args)
         entry = self.cache._hit(key)
         if entry is None:
-            return await self._load(args, kwargs, key)
+            entry = await self._load(args, kwargs, key)
         return entry.value  # type: ignore[no-any-return]
 
-    async def _load(self, args: tuple[Any, ...], kwargs: dict[str, Any], missed: Hashable | None) -> R:
-        """The call through ``get_or_insert``, or past its hit with the key that ``missed``."""
+    def _load(self, args: tuple[Any, ...], kwargs: dict[str, Any],
+              missed: Hashable | None) -> Coroutine[Any, Any, CacheEntry[Any]]:
+        """The call through ``get_or_insert``, or past its hit with the key that ``missed``:
+        the cache's coroutine, for ``__call__`` to await (no frame of its own)."""
         fn, make = self._fn, self._entry
 
         async def load() -> Any:
             return make(await fn(*args, **kwargs))
 
         if missed is None:
-            entry = await self.cache.get_or_insert(self._checked_key(args, kwargs), load)
-        else:
-            self._check_hashable(missed)
-            entry = await self.cache._load(missed, load, PLAIN)
-        return entry.value  # type: ignore[no-any-return]
+            return self.cache.get_or_insert(self._checked_key(args, kwargs), load)  # type: ignore[no-any-return]
+        self._check_hashable(missed)
+        return self.cache._load(missed, load, PLAIN)  # type: ignore[no-any-return]
 
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> None:
         """Remove the entry of this call from every tier of the cache."""

@@ -36,6 +36,7 @@ class DetachedLoads:
         self._tasks: set[Any] = set()  # asyncio: the tasks still running
         self._nursery: Any = None  # trio: their nursery
         self._nursery_cm: Any = None
+        self._checkpoint: Any = None  # trio's own checkpoint
         self._closed = False
 
     async def open(self) -> None:
@@ -44,6 +45,7 @@ class DetachedLoads:
 
             self._nursery_cm = trio.open_nursery()
             self._nursery = await self._nursery_cm.__aenter__()
+            self._checkpoint = trio.lowlevel.checkpoint
 
     def start(self, fn: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
         if self._closed:
@@ -58,6 +60,17 @@ class DetachedLoads:
             task = loop.create_task(self._tracked(fn(*args)))
         if not task.done():  # (an eager task may be over already)
             self._tasks.add(task)
+
+    async def first_turn(self) -> None:
+        """Let a load just started take its first turn (an eager task has had it), so that
+        a quick load is over before its caller looks. The backend's own yield: anyio's
+        checkpoint asks sniffio which backend runs, once per miss."""
+        if self.eager:
+            return
+        if self._asyncio:
+            await asyncio.sleep(0)
+        else:
+            await self._checkpoint()
 
     async def _tracked(self, load: Coroutine[Any, Any, Any]) -> None:
         """Run ``load`` and forget its task when it ends (no done callback: a turn of the
