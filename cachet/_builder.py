@@ -389,11 +389,12 @@ class BuilderBase(Generic[K, V]):
                 spec.grace = self._fail_safe.max_stale
         return specs
 
-    def _assemble(self, adapt: Adapter, *, handoff: bool,
-                  make_signal: Callable[[], Any]) -> tuple[Core, list[Any], list[TierSpec]]:
+    def _assemble(self, adapt: Adapter, *, handoff: bool, make_signal: Callable[[], Any],
+                  owner: Callable[[], int] | None = None) -> tuple[Core, list[Any], list[TierSpec]]:
         """Validate, build the tiers (``adapt(tier, spec)`` gives the frontend's
         ``(ops, len)`` for each) and the core; returns it, the tiers (and backplane) the
-        cache must close, and the specs."""
+        cache must close, and the specs. ``handoff``, ``make_signal`` and ``owner`` are
+        the frontend's (see ``Core``)."""
         specs = self._specs()
         levels, owned = build_levels(specs, self._clock, adapt)
         reporter = None
@@ -405,7 +406,7 @@ class BuilderBase(Generic[K, V]):
         core = Core(levels, self._clock, name=name, stampede=self._stampede, reporter=reporter,
                     fail_safe=self._fail_safe, loader_timeouts=self._timeouts([]),
                     degraded=self._degraded,
-                    handoff=handoff, mutex=threading.Lock(), make_signal=make_signal)
+                    handoff=handoff, mutex=threading.Lock(), make_signal=make_signal, owner=owner)
         for level in levels:
             _listen(core, level)
         if self._backplane is not None:

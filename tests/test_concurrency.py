@@ -4,6 +4,7 @@ during a load or a refresh, on real threads (sync) and real tasks (asyncio, trio
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import anyio
 import pytest
@@ -213,6 +214,34 @@ async def test_without_protection_every_caller_loads(frontend, clock) -> None:
 
 
 # -- re-entrancy -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("two_tiers", [False, True])
+@pytest.mark.parametrize("stampede", [True, False])
+async def test_a_cycle_of_nested_loads_is_refused(frontend, clock, stampede, two_tiers) -> None:
+    """A's factory loads B, whose factory loads A: refused, on the plain path (one tier)
+    and the flow's (two), and nothing is left held."""
+    b = frontend.builder(clock).memory(10)
+    if two_tiers:
+        b = b.fallback(frontend.builder(clock).memory(10))
+    cache = (b.stampede_protection() if stampede else b).build()
+    async with frontend.open(cache) as c:
+        if frontend.is_sync:
+            def load_a() -> Any:
+                return cache.get_or_insert("B", load_b).value
+
+            def load_b() -> Any:
+                return cache.get_or_insert("A", lambda: 1).value
+        else:
+            async def load_a() -> Any:
+                return (await cache.get_or_insert("B", load_b)).value
+
+            async def load_b() -> Any:
+                return (await cache.get_or_insert("A", lambda: 1)).value
+        with pytest.raises(ReentrantLoadError, match="'A'"):
+            await c.get_or_insert("A", load_a)
+        assert len(cache._core.flights) == 0 and len(cache._core.guard) == 0
+        assert (await c.get_or_insert("A", frontend.factory(lambda: 2))).value == 2  # A itself is fine
 
 
 @pytest.mark.parametrize("stampede", [True, False])

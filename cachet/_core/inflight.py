@@ -12,7 +12,9 @@ from contextvars import ContextVar
 from typing import Any
 
 # The loads the current context is inside, as a chain (cache id, key, outer chain): a
-# tuple per load, no set to copy. Read by ``Core.check_reentrant``.
+# tuple per load, no set to copy. Read by ``Core.check_reentrant`` on a core whose loads
+# share threads (aio); a sync core asks the loads' tokens whose thread runs them instead
+# (``WriteToken.owner``), which costs no context copy per load.
 _Loading = tuple[int, Hashable, "_Loading | None"]
 _LOADING: ContextVar[_Loading | None] = ContextVar("cachet_loading", default=None)
 
@@ -25,15 +27,17 @@ class WriteToken:
 
     ``writing`` is set while its holder writes (between its last look at ``stale`` and
     the undo of a write that lost); an invalidate that finds it set waits on ``done``.
+    ``owner`` is the thread running a caller's load (sync cores; ``None`` otherwise).
     """
 
-    __slots__ = ("done", "key", "stale", "writing")
+    __slots__ = ("done", "key", "owner", "stale", "writing")
 
-    def __init__(self, key: Hashable) -> None:
+    def __init__(self, key: Hashable, owner: int | None = None) -> None:
         self.key = key
         self.stale = False
         self.writing = False
         self.done: Any = None
+        self.owner = owner
 
 
 class Flight(WriteToken):
@@ -47,11 +51,12 @@ class Flight(WriteToken):
 
     __slots__ = ("error", "leader_waits", "mark", "op", "signal", "value", "waiters")
 
-    def __init__(self, op: str, key: Hashable, signal: Any) -> None:
+    def __init__(self, op: str, key: Hashable, signal: Any, owner: int | None = None) -> None:
         self.key = key
         self.stale = False
         self.writing = False
         self.done = None
+        self.owner = owner
         self.op = op
         # A threading.Event or anyio.Event, made by the first waiter (an uncontended call
         # never pays for one) and set by the leader when the call settles.
@@ -206,6 +211,14 @@ class WriteGuard:
             for held in self.tokens.values():
                 waits += _mark_stale(held, make_signal)
             return waits
+
+    def owned(self, key: Hashable, owner: int) -> bool:
+        """Whether ``owner`` (a thread) runs a load of ``key`` now. Reads a snapshot of
+        the key's tokens, without the mutex: only ``owner`` adds or ends its own."""
+        held = self.tokens.get(key)
+        if held is None:
+            return False
+        return any(token.owner == owner for token in (tuple(held) if isinstance(held, list) else (held,)))
 
     def __len__(self) -> int:
         return len(self.tokens)

@@ -150,6 +150,7 @@ class Core:
         mutex: threading.Lock,
         handoff: bool,
         make_signal: Callable[[], Any],
+        owner: Callable[[], int] | None = None,
         fail_safe: FailSafe | None = None,
         loader_timeouts: tuple[float | None, float | None] = (None, None),
         degraded: bool = False,
@@ -168,6 +169,10 @@ class Core:
         # while entered: it has a task group for them). See _operation.
         self.detach = False
         self.make_signal = make_signal  # threading.Event or anyio.Event: what waits wait on
+        # Who runs a caller's load, for the re-entrancy check (check_reentrant): the
+        # thread (sync: threading.get_ident), or None: the context's chain of loads (aio,
+        # whose tasks share a thread).
+        self.owner = owner
         self.fail_safe = fail_safe
         self.degraded = degraded  # a failing bottom tier (not the primary) reads as a miss
         # Soft: with a fail-safe value at hand, serve it after this long. Hard: give up.
@@ -242,14 +247,22 @@ class Core:
     # -- 5. operations: a frontend's slow paths, coalescing and re-entrancy -------------
 
     def check_reentrant(self, key: Hashable) -> None:
+        """Refuse a load of ``key`` asked for by a factory of a load of ``key`` (of this
+        cache): it would wait on itself forever."""
+        owner = self.owner
+        if owner is not None:
+            if self.guard.owned(key, owner()):
+                raise self._reentrant(key)
+            return
         loading = _LOADING.get()
         while loading is not None:  # the loads this context is inside, innermost first
             ident, loading_key, loading = loading
             if ident == self.ident and loading_key == key:
-                raise ReentrantLoadError(
-                    f"a factory of cache {self.name!r} asked it to load the key it is loading "
-                    f"({key!r}); this would wait on itself forever"
-                )
+                raise self._reentrant(key)
+
+    def _reentrant(self, key: Hashable) -> ReentrantLoadError:
+        return ReentrantLoadError(f"a factory of cache {self.name!r} asked it to load the key it is "
+                                  f"loading ({key!r}); this would wait on itself forever")
 
     def get_op(self, key: Hashable, ahead: ReadAhead | None = None) -> Flow:
         """``get``'s slow path (the hit path missed); ``ahead``: a bulk read's answers."""
@@ -644,8 +657,9 @@ class Core:
                     self.coalesced_waits += 1
             if running is not None:
                 return (yield from self._join_late(key, mode, running, timeout, spare))
-        token = self.begin_load(key)
-        mark = _LOADING.set((self.ident, key, _LOADING.get()))
+        owner = self.owner
+        token = self.begin_load(key, None if owner is None else owner())
+        mark = _LOADING.set((self.ident, key, _LOADING.get())) if owner is None else None
         handed_over = False  # a timed-out load's late flow owns the token
         try:
             try:
@@ -657,6 +671,7 @@ class Core:
                     result = yield Load(factory, timeout, late)
             except LoadTimedOut:
                 handed_over = True
+                token.owner = None  # it goes on without this caller, who may ask again
                 with self.mutex:  # callers from now on join it (unless it just ended)
                     if not flight.settled:
                         flight.signal = self.make_signal()
@@ -672,7 +687,8 @@ class Core:
                     raise
                 raise error from exc
             finally:
-                _LOADING.reset(mark)
+                if mark is not None:
+                    _LOADING.reset(mark)
             return (yield from self._store_loaded(key, result, mode, token))
         finally:
             if not handed_over:
@@ -690,15 +706,20 @@ class Core:
         then drive :meth:`load_op`. The rules are ``load_flow``'s."""
         if self.publish is not None or not callable(factory):
             return None
-        loading = _LOADING.get()
-        if loading is not None:
-            self.check_reentrant(key)
+        owner = self.owner
+        if owner is None:  # the context's chain of loads (aio)
+            loading = _LOADING.get()
+            if loading is not None:
+                self.check_reentrant(key)
         flights = self.flights.by_op[mode]
         self.mutex.acquire()  # not ``with``: half its cost on CPython 3.11
         try:
-            if key in flights:
+            # A load of the key running or joinable: the flow's, unless it is our own.
+            if key in flights or (owner is not None and key in self.guard.tokens):
+                if owner is not None and self.guard.owned(key, owner()):
+                    raise self._reentrant(key)
                 return None
-            flight = Flight(mode, key, None)
+            flight = Flight(mode, key, None, None if owner is None else owner())
             if self.stampede:
                 flights[key] = flight
             self._register_load(flight)
@@ -718,7 +739,8 @@ class Core:
             self._end_load(flight, _ABANDONED, None)
             return None
         self.counts[0][_S_MISS] += 1
-        flight.mark = _LOADING.set((self.ident, key, loading))
+        if owner is None:
+            flight.mark = _LOADING.set((self.ident, key, loading))
         return flight
 
     def finish_load(self, flight: Flight, result: Any) -> Any:
@@ -846,9 +868,10 @@ class Core:
             return stamped
         return entry if entry is result else CacheEntry(result)
 
-    def begin_load(self, key: Hashable) -> WriteToken:
-        """The write token of a load (or reload) of ``key``, which starts now."""
-        token = WriteToken(key)
+    def begin_load(self, key: Hashable, owner: int | None = None) -> WriteToken:
+        """The write token of a load (or reload) of ``key``, which starts now; ``owner``:
+        the thread running a caller's load (see ``check_reentrant``)."""
+        token = WriteToken(key, owner)
         with self.mutex:
             self._register_load(token)
         return token

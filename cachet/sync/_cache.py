@@ -245,7 +245,8 @@ class CacheBuilder(BuilderBase[K, V], Generic[K, V]):
 
     def build(self) -> Cache[K, V]:
         """Validate the configuration and return the cache (``ValueError`` says what to change)."""
-        core, owned, _ = self._assemble(_adapt, handoff=False, make_signal=threading.Event)
+        core, owned, _ = self._assemble(_adapt, handoff=False, make_signal=threading.Event,
+                                        owner=threading.get_ident)
         return Cache(core, owned)
 
 
