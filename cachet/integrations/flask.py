@@ -39,7 +39,10 @@ class CachetCache(BaseCache):
     def __init__(self, location: str = "", *, default_timeout: int = 300, key_prefix: str = "",
                  threshold: int | None = 500, options: dict[str, Any] | None = None,
                  ignore_delete_many_errors: bool = False) -> None:
-        super().__init__(default_timeout=default_timeout, ignore_delete_many_errors=ignore_delete_many_errors)
+        super().__init__(default_timeout=default_timeout)
+        # Flask-Caching 2.5 hands this to cachelib, as ignore_delete_many_errors; 2.4 has
+        # no such argument and reads ignore_errors: set both, so that either version works.
+        self.ignore_delete_many_errors = self.ignore_errors = ignore_delete_many_errors
         options = dict(options or {})
         unknown = set(options) - OPTION_NAMES
         if unknown:
