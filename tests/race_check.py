@@ -97,9 +97,14 @@ def sync_worker(cache: Any, hist: History, rng: Any, until: float, clock: Any) -
         key = rng.choice(KEYS)
         op = rng.random()
         start = next(SEQ)
-        if op < 0.3:
+        if op < 0.2:
             entry = cache.get(key)
             hist.read(key, start, None if entry is None else entry.value)
+        elif op < 0.3:  # a bulk read (one round trip below the primary) of three keys
+            keys = rng.sample(KEYS, 3)
+            found = cache.get_many(keys)
+            for k in keys:
+                hist.read(k, start, found[k].value if k in found else None)
         elif op < 0.6:
             hist.read(key, start, cache.get_or_insert(key, load).value)
         elif op < 0.8:
@@ -129,9 +134,14 @@ async def async_worker(cache: Any, hist: History, rng: Any, until: float, clock:
         key = rng.choice(KEYS)
         op = rng.random()
         start = next(SEQ)
-        if op < 0.3:
+        if op < 0.2:
             entry = await cache.get(key)
             hist.read(key, start, None if entry is None else entry.value)
+        elif op < 0.3:
+            keys = rng.sample(KEYS, 3)
+            found = await cache.get_many(keys)
+            for k in keys:
+                hist.read(k, start, found[k].value if k in found else None)
         elif op < 0.6:
             with anyio.CancelScope() as scope:
                 if rng.random() < 0.25:

@@ -265,8 +265,11 @@ class Core:
                                   f"loading ({key!r}); this would wait on itself forever")
 
     def get_op(self, key: Hashable, ahead: ReadAhead | None = None) -> Flow:
-        """``get``'s slow path (the hit path missed); ``ahead``: a bulk read's answers."""
-        return self._operation(a.OP_GET, key, partial(self.get_flow, key, ahead), True)
+        """``get``'s slow path (the hit path missed); ``ahead``: a bulk read's answers.
+        A read with a bulk read's answer is not shared: its answer was read before its
+        flight would begin, so a caller joining it after a write could get what the
+        write replaced."""
+        return self._operation(a.OP_GET, key, partial(self.get_flow, key, ahead), ahead is None)
 
     def load_op(self, key: Hashable, factory: Callable[[], Any], mode: str) -> Flow:
         """A loader's slow path: ``mode`` is ``PLAIN``, ``TRY`` or ``OPTIONAL``."""
