@@ -57,11 +57,19 @@ async def test_damaged_sqlite_rows_read_as_counted_misses_and_are_replaced(front
         assert c.stats()["tiers"]["l2"]["decode_errors"] == 0
 
 
-async def test_a_bulk_read_counts_each_damaged_sqlite_row_and_serves_the_rest(frontend, clock, tmp_path) -> None:
+async def test_a_bulk_read_counts_each_damaged_sqlite_row_and_serves_the_rest(
+        frontend, clock, tmp_path, monkeypatch) -> None:
+    from cachet.tiers import SQLiteTier
+
     db = str(tmp_path / "cache.db")
     async with frontend.open(over_sqlite(frontend, clock, db)) as c:
         await c.insert_many({key: CacheEntry(f"old {key}", None, 3600.0) for key in [*KEYS, "fine"]})
     damage_sqlite_rows(db)
+
+    def one_key(*args: Any) -> Any:
+        raise AssertionError("a key read on its own: the bulk read was not used")
+
+    monkeypatch.setattr(SQLiteTier, "get_row", one_key)  # only get_rows may read
     async with frontend.open(over_sqlite(frontend, clock, db)) as c:
         found = await c.get_many([*KEYS, "fine"])
         assert {k: e.value for k, e in found.items()} == {"fine": "old fine"}

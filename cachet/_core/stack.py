@@ -115,7 +115,6 @@ def unhashable(key: Any) -> TypeError:
     return TypeError(f"cache keys must be hashable; got a key of unhashable type {type(key).__name__}")
 
 
-
 class ReadAhead:
     """A bulk read's answers from the tier at ``index``, each taken by its key's walk,
     with the write tokens begun before the read (``Core.get_many_flow``)."""
@@ -135,6 +134,7 @@ class ReadAhead:
         tokens, self.tokens = self.tokens, {}
         for token in tokens.values():
             guard.end(token)
+
 
 class Core:
     """The decisions of one cache stack, shared by both frontends."""
@@ -1136,13 +1136,14 @@ class Core:
         """One ``get_many`` of ``keys`` from the first tier below the primary that has
         one, with a write token per key begun before it; ``None`` if there is no such
         tier, fewer than two keys, or the read failed."""
-        level = next((lv for lv in self.levels[1:] if lv.get_many is not None), None)
+        found = next(((lv.index, lv.get_many) for lv in self.levels[1:] if lv.get_many is not None), None)
         distinct = list(dict.fromkeys(keys))
-        if level is None or level.get_many is None or len(distinct) < 2:
+        if found is None or len(distinct) < 2:
             return None
-        ahead = ReadAhead(level.index, {key: self.guard.begin(key) for key in distinct})
+        index, get_many = found
+        ahead = ReadAhead(index, {key: self.guard.begin(key) for key in distinct})
         try:
-            entries = yield Call(level.get_many, (distinct,))
+            entries = yield Call(get_many, (distinct,))
         except Exception:
             ahead.release(self.guard)
             return None

@@ -359,6 +359,11 @@ class RedisTier:
                 f"pipelines (redis-py 6.2 or later); this redis-py has none"
             )
 
+    def _mget(self) -> Any:
+        """The client's many-key ``GET``: ``MGET``, or its per-slot form on a cluster."""
+        client = self._client
+        return client.mget_nonatomic if self._cluster else client.mget
+
     def _error(self, op: str, exc: BaseException) -> TierError:
         err = TierError(self.name, op, f"redis tier {self.name!r} failed during {op}: {exc!r}")
         err.__cause__ = exc
@@ -414,10 +419,8 @@ class SyncRedisTier(RedisTier):
     def get_rows(self, keys: list[bytes]) -> list[Any]:
         """``get_row`` of each key in one round trip; a record this tier did not write is
         its ``DecodeError``, in its place."""
-        client = self._client
-        mget = client.mget_nonatomic if self._cluster else client.mget
         try:
-            raws = mget([self._prefix + k for k in keys])
+            raws = self._mget()([self._prefix + k for k in keys])
         except _errors() as exc:
             raise self._error("get", exc) from exc
         return [_row_or_error(raw) for raw in raws]
@@ -672,10 +675,8 @@ class AsyncRedisTier(RedisTier):
         """``get_row`` of each key in one round trip (see ``SyncRedisTier.get_rows``)."""
         if self._loop_or_none() is None:
             return await self._in_thread("get_rows", keys)  # type: ignore[no-any-return]
-        client = self._client
-        mget = client.mget_nonatomic if self._cluster else client.mget
         try:
-            raws = await mget([self._prefix + k for k in keys])
+            raws = await self._mget()([self._prefix + k for k in keys])
         except _errors() as exc:
             raise self._error("get", exc) from exc
         return [_row_or_error(raw) for raw in raws]
